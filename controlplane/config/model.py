@@ -1,0 +1,81 @@
+"""The routing config model: frozen, typed objects shared by the control plane and the router.
+
+Nothing past the loader sees a dict. Both planes read these objects and never change them; a new
+file produces a new `RoutingConfig`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final, Literal, TypeVar
+
+Backend = Literal["v1", "v2"]
+BACKENDS: Final[tuple[Backend, ...]] = ("v1", "v2")
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# A tenant slug is one DNS label: it becomes `<slug>.<base_domain>` and an nginx header value.
+SLUG_RE: Final = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+DEFAULT_TRUSTED_PROXIES: Final[tuple[str, ...]] = ("127.0.0.1/32", "::1/128")
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSpec:
+    """One backend the router forwards to, with its connection budget."""
+
+    name: Backend
+    url: str  # scheme://host[:port], no path, no trailing slash
+    connect_timeout_s: float = 2.0
+    read_timeout_s: float = 30.0
+    pool_size: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class TenantSpec:
+    """What ops declare for one tenant."""
+
+    slug: str
+    backend: Backend
+    hosts: tuple[str, ...] = ()
+
+
+def _frozen(mapping: Mapping[K, V]) -> Mapping[K, V]:
+    return MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class RoutingConfig:
+    """One consistent snapshot of the routing file."""
+
+    upstreams: Mapping[Backend, UpstreamSpec]
+    base_domain: str
+    platform_subdomains: frozenset[str]
+    trusted_proxies: tuple[IPNetwork, ...]
+    tenants: Mapping[str, TenantSpec]
+    source: str = "<memory>"
+    digest: str = ""
+    # host (lower case, no port) -> slug, for the explicit `hosts` entries only
+    host_aliases: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "upstreams", _frozen(self.upstreams))
+        object.__setattr__(self, "tenants", _frozen(self.tenants))
+        aliases = {host: t.slug for t in self.tenants.values() for host in t.hosts}
+        object.__setattr__(self, "host_aliases", MappingProxyType(aliases))
+
+    def backend_of(self, slug: str) -> Backend | None:
+        tenant = self.tenants.get(slug)
+        return tenant.backend if tenant is not None else None
+
+    def summary(self) -> str:
+        counts = {b: sum(1 for t in self.tenants.values() if t.backend == b) for b in BACKENDS}
+        split = ", ".join(f"{n} on {b}" for b, n in counts.items())
+        return f"{len(self.tenants)} tenant(s) ({split}), base domain {self.base_domain}"

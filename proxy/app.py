@@ -1,0 +1,120 @@
+"""Composition root of the router: create_apps() wires config, state, pools, metrics and handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from yarl import URL
+
+from controlplane.config import ConfigFile
+from proxy import keys
+from proxy.admin import create_admin_app
+from proxy.forward import MidStreamFailure, UpstreamFailure, UpstreamPools, error_response, forward
+from proxy.headers import REQUEST_ID, request_id_from, upstream_request_headers
+from proxy.metrics import NO_BACKEND, UNKNOWN_TENANT, ProxyMetrics
+from proxy.routing import RoutingTable
+from proxy.state import RouterState
+from proxy.tasks import TaskPool
+from proxy.tenant import TENANT_HEADER
+
+RELOAD_POLL_INTERVAL_S = 0.5
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    """Resolve the tenant, pick its backend from one config snapshot, forward."""
+    app = request.app
+    table = app[keys.STATE].table  # the one snapshot this request is routed by
+    metrics = app[keys.METRICS]
+    started = time.perf_counter()
+    headers = request.headers
+    peer = request.remote
+    rule = table.rule
+    trusted = rule.peer_is_trusted(peer)
+    request_id = request_id_from(headers.get(REQUEST_ID), trusted)
+    header_slug = headers.get(TENANT_HEADER)
+    if header_slug is not None and not trusted:
+        metrics.untrusted_routing_headers.inc()
+    host = headers.get("Host")
+    claim = rule.claim(peer=peer, header_slug=header_slug, host=host, query_string=request.query_string)
+    route = table.route_for(claim.slug) if claim is not None else None
+    if route is None:
+        if claim is None:
+            message = "this request names no tenant (host, X-Tenant-Slug or ?tenant=)"
+        else:
+            message = f"no tenant '{claim.slug[:63]}' is configured"
+        metrics.observe(UNKNOWN_TENANT, NO_BACKEND, 404, time.perf_counter() - started)
+        return error_response(404, "unknown_tenant", message, request_id)
+
+    backend = route.backend
+    upstream_headers = upstream_request_headers(
+        headers, tenant=route.tenant, request_id=request_id, peer=peer, trusted=trusted,
+        scheme=request.scheme, host=host,
+    )
+    session = app[keys.POOLS].session_for(route.upstream)
+    url = URL(route.upstream.url + request.raw_path, encoded=True)
+    status = 500
+    try:
+        response = await forward(request, session, url, upstream_headers,
+                                 request_id=request_id, backend=backend)
+        status = response.status
+        return response
+    except UpstreamFailure as failure:
+        metrics.upstream_error(route.tenant, backend, failure.kind)
+        status = failure.status
+        error = "gateway_timeout" if failure.status == 504 else "bad_gateway"
+        return error_response(failure.status, error, failure.message, request_id, backend)
+    except MidStreamFailure as failure:
+        metrics.upstream_error(route.tenant, backend, failure.kind)
+        status = failure.response.status
+        return failure.response
+    except asyncio.CancelledError:
+        # The client went away: aiohttp cancels the handler, which closes the upstream request.
+        metrics.upstream_error(route.tenant, backend, "client_disconnect")
+        status = 499
+        raise
+    except Exception:
+        metrics.upstream_error(route.tenant, backend, "internal")
+        raise
+    finally:
+        metrics.observe(route.tenant, backend, status, time.perf_counter() - started)
+
+
+def create_apps(
+    config_path: str | Path,
+    registry: CollectorRegistry,
+    *,
+    reload_interval_s: float = RELOAD_POLL_INTERVAL_S,
+) -> tuple[web.Application, web.Application]:
+    """The proxy app and its admin app. Raises ConfigError if the routing file is unusable."""
+    metrics = ProxyMetrics(registry)
+    tasks = TaskPool("router", limit=64,
+                     on_drop=lambda reason: metrics.background_dropped.labels("router", reason).inc())
+    pools = UpstreamPools(tasks)
+
+    def on_swap(table: RoutingTable) -> None:
+        pools.keep_only(set(table.config.upstreams.values()))
+
+    state = RouterState(ConfigFile(config_path), metrics, on_swap=on_swap)
+
+    app = web.Application(handler_args={"max_field_size": 16384})
+    app[keys.STATE] = state
+    app[keys.METRICS] = metrics
+    app[keys.REGISTRY] = registry
+    app[keys.POOLS] = pools
+    app[keys.TASKS] = tasks
+
+    async def lifecycle(_: web.Application) -> AsyncIterator[None]:
+        tasks.spawn(state.watch(reload_interval_s), name="config-watch")
+        yield
+        state.draining = True
+        await tasks.close(timeout_s=0)
+        await pools.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app, create_admin_app(state, registry)

@@ -1,0 +1,126 @@
+"""Every metric the router exports, built against an injected registry.
+
+With several worker processes (`--workers N`) the values live in prometheus_client's multiprocess
+files and /metrics aggregates them, so totals are correct whichever worker answers the scrape.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from controlplane.config.model import BACKENDS, RoutingConfig
+
+UNKNOWN_TENANT: Final = "unknown"
+NO_BACKEND: Final = "none"
+
+# Latency buckets in seconds, dense where a proxied payment API lives (1 ms to 30 s).
+DURATION_BUCKETS: Final = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)
+
+CODE_CLASSES: Final = ("1xx", "2xx", "3xx", "4xx", "5xx")
+
+
+def multiprocess_enabled() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+def exposition_registry(own: CollectorRegistry) -> CollectorRegistry:
+    """The registry /metrics should render: the worker's own, or the aggregate of all workers."""
+    if not multiprocess_enabled():
+        return own
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
+
+
+class ProxyMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "dualstack_requests", "Requests answered, by tenant, serving backend and status class.",
+            ["tenant", "backend", "code_class"], registry=registry,
+        )
+        self.duration = Histogram(
+            "dualstack_request_duration_seconds",
+            "Time from request received to response complete, by tenant and backend.",
+            ["tenant", "backend"], buckets=DURATION_BUCKETS, registry=registry,
+        )
+        self.upstream_errors = Counter(
+            "dualstack_upstream_errors",
+            "Upstream failures by kind: connect, connect_timeout, timeout, reset, client_disconnect.",
+            ["tenant", "backend", "kind"], registry=registry,
+        )
+        self.untrusted_routing_headers = Counter(
+            "dualstack_untrusted_routing_headers",
+            "Requests from untrusted peers that carried X-Tenant-Slug (ignored).",
+            registry=registry,
+        )
+        self.tenant_backend = Gauge(
+            "dualstack_tenant_backend", "1 for the backend now serving the tenant, 0 for the other.",
+            ["tenant", "backend"], registry=registry, multiprocess_mode="livemostrecent",
+        )
+        self.config_generation = Gauge(
+            "dualstack_config_generation", "Successful routing-file loads since the router started.",
+            registry=registry, multiprocess_mode="livemostrecent",
+        )
+        self.config_last_reload_success = Gauge(
+            "dualstack_config_last_reload_success",
+            "1 if the last reload attempt succeeded, 0 if the router kept the previous config.",
+            registry=registry, multiprocess_mode="livemostrecent",
+        )
+        self.config_last_reload_timestamp = Gauge(
+            "dualstack_config_last_reload_timestamp_seconds",
+            "Unix time of the last reload attempt.",
+            registry=registry, multiprocess_mode="livemostrecent",
+        )
+        self.config_issues = Gauge(
+            "dualstack_config_issues", "Problems found in the routing file by the last reload attempt.",
+            registry=registry, multiprocess_mode="livemostrecent",
+        )
+        self.background_dropped = Counter(
+            "dualstack_background_tasks_dropped",
+            "Background tasks refused because their pool was full or closed.",
+            ["pool", "reason"], registry=registry,
+        )
+        # Label children are looked up once per (tenant, backend), not per request.
+        self._request_children: dict[tuple[str, str, str], Counter] = {}
+        self._duration_children: dict[tuple[str, str], Histogram] = {}
+
+    def observe(self, tenant: str, backend: str, status: int, seconds: float) -> None:
+        code_class = CODE_CLASSES[min(max(status // 100, 1), 5) - 1]
+        key = (tenant, backend, code_class)
+        counter = self._request_children.get(key)
+        if counter is None:
+            counter = self._request_children[key] = self.requests.labels(*key)
+        counter.inc()
+        pair = (tenant, backend)
+        histogram = self._duration_children.get(pair)
+        if histogram is None:
+            histogram = self._duration_children[pair] = self.duration.labels(*pair)
+        histogram.observe(seconds)
+
+    def upstream_error(self, tenant: str, backend: str, kind: str) -> None:
+        self.upstream_errors.labels(tenant, backend, kind).inc()
+
+    def config_loaded(self, config: RoutingConfig, generation: int, at_s: float,
+                      previous: RoutingConfig | None) -> None:
+        self.config_generation.set(generation)
+        self.config_last_reload_success.set(1)
+        self.config_last_reload_timestamp.set(at_s)
+        self.config_issues.set(0)
+        if previous is not None:
+            for slug in previous.tenants.keys() - config.tenants.keys():
+                for backend in BACKENDS:
+                    self.tenant_backend.remove(slug, backend)
+        for slug, tenant in config.tenants.items():
+            for backend in BACKENDS:
+                self.tenant_backend.labels(slug, backend).set(1 if tenant.backend == backend else 0)
+
+    def config_rejected(self, issue_count: int, at_s: float) -> None:
+        self.config_last_reload_success.set(0)
+        self.config_last_reload_timestamp.set(at_s)
+        self.config_issues.set(issue_count)

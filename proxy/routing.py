@@ -1,0 +1,65 @@
+"""Pure routing: which backend serves a tenant, for one config snapshot. No aiohttp import."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from controlplane.config.model import Backend, RoutingConfig, UpstreamSpec
+from proxy.tenant import TenantRule
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    tenant: str
+    backend: Backend
+    upstream: UpstreamSpec
+
+
+class RoutingTable:
+    """Everything a request needs from one config snapshot: the tenant rule and the routes.
+
+    Built once per successful reload and then only read, so a request that took a reference to a
+    table is routed entirely by that one snapshot even if a reload swaps the table meanwhile.
+    """
+
+    __slots__ = ("config", "generation", "routes", "rule")
+
+    def __init__(self, config: RoutingConfig, generation: int) -> None:
+        self.config = config
+        self.generation = generation
+        self.rule = TenantRule.from_config(config)
+        self.routes: dict[str, Route] = {
+            slug: Route(slug, tenant.backend, config.upstreams[tenant.backend])
+            for slug, tenant in config.tenants.items()
+        }
+
+    def route_for(self, tenant: str) -> Route | None:
+        return self.routes.get(tenant)
+
+    def describe(self) -> dict[str, object]:
+        """A JSON-ready view of the effective routing (no secrets live in the routing file)."""
+        return {
+            "generation": self.generation,
+            "source": self.config.source,
+            "digest": self.config.digest,
+            "base_domain": self.config.base_domain,
+            "platform_subdomains": sorted(self.config.platform_subdomains),
+            "trusted_proxies": [str(n) for n in self.config.trusted_proxies],
+            "upstreams": {
+                name: {
+                    "url": spec.url,
+                    "connect_timeout_s": spec.connect_timeout_s,
+                    "read_timeout_s": spec.read_timeout_s,
+                    "pool_size": spec.pool_size,
+                }
+                for name, spec in self.config.upstreams.items()
+            },
+            "tenants": {
+                slug: {
+                    "backend": route.backend,
+                    "upstream": route.upstream.url,
+                    "hosts": [f"{slug}.{self.config.base_domain}", *self.config.tenants[slug].hosts],
+                }
+                for slug, route in sorted(self.routes.items())
+            },
+        }

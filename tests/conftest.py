@@ -1,0 +1,130 @@
+"""Shared fixtures: real upstream servers on loopback and a router built by the real composition root."""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from prometheus_client import CollectorRegistry
+
+from proxy.app import create_apps
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Seen:
+    method: str
+    path_qs: str
+    raw_path: str
+    headers: dict[str, str]
+    body_bytes: int
+
+
+@dataclass
+class Upstream:
+    """A real aiohttp server standing in for a backend; records every request it receives."""
+
+    name: str
+    server: TestServer
+    seen: list[Seen] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return str(self.server.make_url("")).rstrip("/")
+
+
+def echo_app(name: str, seen: list[Seen]) -> web.Application:
+    async def echo(request: web.Request) -> web.Response:
+        size = 0
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+        seen.append(Seen(request.method, request.path_qs, request.raw_path, dict(request.headers), size))
+        return web.json_response({"backend": name, "tenant": request.headers.get("X-Tenant-Slug")},
+                                 headers={"X-Request-ID": "upstream-must-not-win",
+                                          "X-Dualstack-Backend": "spoofed", "Connection": "keep-alive"})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", echo)
+    return app
+
+
+@pytest.fixture
+async def upstreams(aiohttp_server: Any) -> dict[str, Upstream]:
+    out = {}
+    for name in ("v1", "v2"):
+        seen: list[Seen] = []
+        server = await aiohttp_server(echo_app(name, seen))
+        out[name] = Upstream(name, server, seen)
+    return out
+
+
+def routing_yaml(v1: str, v2: str, tenants: str, *, trusted: str = '["127.0.0.1/32", "::1/128"]',
+                 timeouts: str = "") -> str:
+    return textwrap.dedent(f"""\
+        upstreams:
+          v1: {{url: "{v1}"{timeouts}}}
+          v2: {{url: "{v2}"{timeouts}}}
+        base_domain: agentbar.ai
+        platform_subdomains: [funnel, funnelstaging, www, admin]
+        trusted_proxies: {trusted}
+        tenants:
+        """) + textwrap.indent(textwrap.dedent(tenants), "  ")
+
+
+DEFAULT_TENANTS = """\
+buatfilm:
+  backend: v1
+  hosts: [buatfilm.agentbar.ai, shop.example.com]
+demo:
+  backend: v2
+"""
+
+
+@dataclass
+class Router:
+    server: TestServer
+    admin: TestServer
+    app: web.Application
+    registry: CollectorRegistry
+    config_path: Path
+
+    @property
+    def url(self) -> str:
+        return str(self.server.make_url("")).rstrip("/")
+
+    def sample(self, name: str, **labels: str) -> float:
+        return self.registry.get_sample_value(name, labels) or 0.0
+
+
+RouterFactory = Callable[..., Awaitable[Router]]
+
+
+@pytest.fixture
+async def make_router(aiohttp_server: Any, tmp_path: Path) -> RouterFactory:
+    async def make(yaml_text: str, **server_kwargs: Any) -> Router:
+        config_path = tmp_path / "routing.yaml"
+        config_path.write_text(yaml_text)
+        registry = CollectorRegistry()
+        app, admin_app = create_apps(config_path, registry, reload_interval_s=0.05)
+        server = await aiohttp_server(app, **server_kwargs)
+        admin = await aiohttp_server(admin_app)
+        return Router(server, admin, app, registry, config_path)
+
+    return make
+
+
+async def wait_until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Poll a condition (never a timing assertion: the bound only stops a broken test hanging)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.02)

@@ -1,0 +1,212 @@
+"""The router as a real process: workers sharing a port, signals, draining, IPv6."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from tests.conftest import Upstream, routing_yaml, wait_until
+from tests.proxy.test_forward import free_port
+
+TENANTS = "buatfilm: {backend: v1}\ndemo: {backend: v2}\n"
+
+
+class RouterProcess:
+    def __init__(self, process: subprocess.Popen[str], port: int, admin_port: int, host: str) -> None:
+        self.process = process
+        self.url = f"http://{host}:{port}"
+        self.admin_url = f"http://127.0.0.1:{admin_port}"
+
+    async def metrics(self) -> str:
+        async with aiohttp.ClientSession() as session, session.get(f"{self.admin_url}/metrics") as response:
+            return await response.text()
+
+    async def sample(self, pattern: str) -> float:
+        match = re.search(rf"^{pattern} (\S+)$", await self.metrics(), re.MULTILINE)
+        return float(match.group(1)) if match else 0.0
+
+
+Starter = Callable[..., Any]
+
+
+@pytest.fixture
+async def start_router(tmp_path: Path) -> AsyncIterator[Starter]:
+    started: list[RouterProcess] = []
+
+    async def start(yaml_text: str, *, workers: int = 1, host: str = "127.0.0.1",
+                    drain_s: float = 10) -> RouterProcess:
+        config = tmp_path / "routing.yaml"
+        config.write_text(yaml_text)
+        port, admin_port = free_port(), free_port()
+        listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "proxy", "--config", str(config), "--listen", listen,
+             "--admin-listen", f"127.0.0.1:{admin_port}", "--workers", str(workers),
+             "--drain-timeout", str(drain_s)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+        router = RouterProcess(process, port, admin_port, f"[{host}]" if ":" in host else host)
+        started.append(router)
+
+        async def ready() -> bool:
+            try:
+                async with aiohttp.ClientSession() as session, session.get(f"{router.admin_url}/readyz") as r:
+                    return r.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        for _ in range(300):
+            assert process.poll() is None, process.communicate()[0]
+            if await ready():
+                return router
+            await asyncio.sleep(0.05)
+        raise AssertionError("router did not become ready")
+
+    yield start
+    for router in started:
+        if router.process.poll() is None:
+            router.process.terminate()
+        try:
+            router.process.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(router.process.pid, signal.SIGKILL)
+            router.process.communicate()
+
+
+async def test_two_workers_share_the_port_and_report_correct_totals(
+    upstreams: dict[str, Upstream], start_router: Starter
+) -> None:
+    router = await start_router(routing_yaml(upstreams["v1"].url, upstreams["v2"].url, TENANTS), workers=2)
+    # A new connection per request, so the kernel spreads them over both workers.
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async def one(tenant: str) -> None:
+            async with session.get(f"{router.url}/x", headers={"Host": f"{tenant}.agentbar.ai"}) as response:
+                assert response.status == 200
+
+        await asyncio.gather(*(one("buatfilm") for _ in range(150)), *(one("demo") for _ in range(50)))
+    served_by = {seen.headers["X-Forwarded-For"] for seen in upstreams["v1"].seen}
+    assert served_by == {"127.0.0.1"}
+    text = await router.metrics()
+    # Whichever worker answers the scrape, the totals are the sum over both workers.
+    for _ in range(4):
+        assert await router.sample(
+            r'dualstack_requests_total\{backend="v1",code_class="2xx",tenant="buatfilm"\}') == 150
+        assert await router.sample(
+            r'dualstack_request_duration_seconds_count\{backend="v2",tenant="demo"\}') == 50
+    assert await router.sample(r'dualstack_tenant_backend\{backend="v1",tenant="buatfilm"\}') == 1
+    worker_pids = subprocess.run(["pgrep", "-P", str(router.process.pid)], capture_output=True, text=True,
+                                 check=False).stdout.split()
+    assert len(worker_pids) >= 2
+    if shutil.which("promtool"):
+        check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True,
+                               check=False)
+        assert check.returncode == 0, check.stdout + check.stderr
+
+
+async def test_sighup_reloads_every_worker(upstreams: dict[str, Upstream], start_router: Starter) -> None:
+    router = await start_router(routing_yaml(upstreams["v1"].url, upstreams["v2"].url, TENANTS), workers=2)
+    router.process.send_signal(signal.SIGHUP)  # the file did not change: only the signal reloads it
+    for _ in range(100):
+        if await router.sample("dualstack_config_generation") == 2:
+            break
+        await asyncio.sleep(0.05)
+    assert await router.sample("dualstack_config_generation") == 2
+
+
+async def test_sigterm_drains_in_flight_requests(aiohttp_server: Any, start_router: Starter) -> None:
+    in_flight = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        in_flight.set()
+        await release.wait()
+        return web.json_response({"done": True})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", slow)
+    server = await aiohttp_server(app)
+    url = str(server.make_url("")).rstrip("/")
+    router = await start_router(routing_yaml(url, url, TENANTS))
+    async with aiohttp.ClientSession() as session:
+        request = asyncio.ensure_future(session.get(f"{router.url}/slow", headers={"Host": "demo.agentbar.ai"}))
+        await asyncio.wait_for(in_flight.wait(), timeout=10)
+        router.process.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.3)
+        assert router.process.poll() is None  # still draining
+        # No new connections are accepted while draining.
+        with pytest.raises(aiohttp.ClientConnectionError):
+            async with aiohttp.ClientSession() as other:
+                await other.get(f"{router.url}/x", headers={"Host": "demo.agentbar.ai"})
+        release.set()
+        response = await asyncio.wait_for(request, timeout=10)
+        assert response.status == 200 and await response.json() == {"done": True}
+    output = await asyncio.to_thread(router.process.communicate, timeout=15)
+    assert router.process.returncode == 0
+    assert "draining" in output[0]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/net/if_inet6"), reason="no IPv6 on this machine")
+async def test_ipv6_listen_address(upstreams: dict[str, Upstream], start_router: Starter) -> None:
+    router = await start_router(routing_yaml(upstreams["v1"].url, upstreams["v2"].url, TENANTS), host="::1")
+    async with aiohttp.ClientSession() as session, session.get(
+        f"{router.url}/x", headers={"Host": "demo.agentbar.ai", "X-Tenant-Slug": "buatfilm"}
+    ) as response:
+        assert response.status == 200
+        # ::1 is a trusted proxy by default, so its X-Tenant-Slug is honoured
+        assert (await response.json())["backend"] == "v1"
+    assert upstreams["v1"].seen[-1].headers["X-Forwarded-For"] == "::1"
+
+
+async def test_upstream_url_change_moves_traffic_to_the_new_pool(
+    upstreams: dict[str, Upstream], start_router: Starter, tmp_path: Path
+) -> None:
+    v1, v2 = upstreams["v1"].url, upstreams["v2"].url
+    router = await start_router(routing_yaml(v1, v2, TENANTS))
+    (tmp_path / "routing.yaml").write_text(routing_yaml(v2, v2, TENANTS))
+    async with aiohttp.ClientSession() as session:
+        async def backend() -> str:
+            async with session.get(f"{router.url}/x", headers={"Host": "buatfilm.agentbar.ai"}) as response:
+                return str((await response.json())["backend"])
+
+        for _ in range(100):
+            if await backend() == "v2":
+                break
+            await asyncio.sleep(0.05)
+        assert await backend() == "v2"  # the v1 upstream now points at the second server
+
+
+async def test_workers_exit_when_their_supervisor_is_killed(
+    upstreams: dict[str, Upstream], start_router: Starter
+) -> None:
+    router = await start_router(routing_yaml(upstreams["v1"].url, upstreams["v2"].url, TENANTS), workers=2)
+    workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(router.process.pid)], capture_output=True,
+                                              text=True, check=False).stdout.split()]
+    assert workers
+    router.process.kill()
+    router.process.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        status = Path(f"/proc/{pid}/stat").read_text().split()[2] if Path(f"/proc/{pid}/stat").exists() else "X"
+        return status != "Z"
+
+    try:
+        await wait_until(lambda: not any(alive(pid) for pid in workers), timeout_s=15)
+    except AssertionError:
+        raise AssertionError([(pid, Path(f"/proc/{pid}/stat").read_text()[:80]) for pid in workers if alive(pid)])
