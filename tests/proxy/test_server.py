@@ -209,4 +209,5 @@ async def test_workers_exit_when_their_supervisor_is_killed(
     try:
         await wait_until(lambda: not any(alive(pid) for pid in workers), timeout_s=15)
     except AssertionError:
-        raise AssertionError([(pid, Path(f"/proc/{pid}/stat").read_text()[:80]) for pid in workers if alive(pid)])
+        still = [Path(f"/proc/{pid}/cmdline").read_text() for pid in workers if alive(pid)]
+        raise AssertionError(f"still running: {still}") from None
