@@ -8,14 +8,21 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
+from multidict import CIMultiDictProxy
 from prometheus_client import CollectorRegistry
-from yarl import URL
 
 from controlplane.config import ConfigFile
 from proxy import keys
 from proxy.admin import create_admin_app
-from proxy.forward import MidStreamFailure, UpstreamFailure, UpstreamPools, error_response, forward
-from proxy.headers import REQUEST_ID, request_id_from, upstream_request_headers
+from proxy.forward import (
+    MidStreamFailure,
+    UpstreamFailure,
+    UpstreamPools,
+    body_framing,
+    error_response,
+    forward,
+)
+from proxy.headers import REQUEST_ID, request_id_from, upstream_head
 from proxy.metrics import NO_BACKEND, UNKNOWN_TENANT, ProxyMetrics
 from proxy.routing import RoutingTable
 from proxy.state import RouterState
@@ -51,15 +58,19 @@ async def handle(request: web.Request) -> web.StreamResponse:
         return error_response(404, "unknown_tenant", message, request_id)
 
     backend = route.backend
-    upstream_headers = upstream_request_headers(
-        headers, tenant=route.tenant, request_id=request_id, peer=peer, trusted=trusted,
-        scheme=request.scheme, host=host,
+    framing, chunked = body_framing(request)
+    head = upstream_head(
+        request.method, request.raw_path, request.raw_headers, tenant=route.tenant,
+        request_id=request_id, peer=peer, trusted=trusted, scheme=request.scheme, host=host,
+        prior_forwarded_for=_joined(headers, "X-Forwarded-For") if trusted else None,
+        prior_forwarded_proto=headers.get("X-Forwarded-Proto") if trusted else None,
+        prior_forwarded_host=headers.get("X-Forwarded-Host") if trusted else None,
+        body_framing=framing,
     )
-    session = app[keys.POOLS].session_for(route.upstream)
-    url = URL(route.upstream.url + request.raw_path, encoded=True)
+    pool = app[keys.POOLS].pool_for(route.upstream)
     status = 500
     try:
-        response = await forward(request, session, url, upstream_headers,
+        response = await forward(request, pool, head, chunked=chunked,
                                  request_id=request_id, backend=backend)
         status = response.status
         return response
@@ -82,6 +93,11 @@ async def handle(request: web.Request) -> web.StreamResponse:
         raise
     finally:
         metrics.observe(route.tenant, backend, status, time.perf_counter() - started)
+
+
+def _joined(headers: CIMultiDictProxy[str], name: str) -> str | None:
+    values = headers.getall(name, ())
+    return ", ".join(values) if values else None
 
 
 def create_apps(

@@ -1,8 +1,8 @@
-"""Streaming forwarding of one request to an upstream, and the upstream connection pools.
+"""Forwarding one request to an upstream and relaying the answer, streaming when it is large.
 
-Small bodies (up to SMALL_BODY_BYTES with a declared length) are read whole, which is cheaper than
-streaming them; anything larger or of unknown length is streamed chunk by chunk in both directions,
-so a 50 MB upload or download never sits in memory.
+Small bodies (a declared length up to SMALL_BODY_BYTES) are read whole, which is cheaper than
+streaming them; anything larger or of unknown length is streamed chunk by chunk in both directions
+with backpressure, so a 50 MB upload or download never sits in memory.
 """
 
 from __future__ import annotations
@@ -10,76 +10,79 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass
 from typing import Final
 
-import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
-from yarl import URL
 
 from controlplane.config.model import UpstreamSpec
 from proxy.headers import BACKEND_HEADER, REQUEST_ID, client_response_headers
 from proxy.tasks import TaskPool
+from proxy.upstream import UpstreamConnection, UpstreamError, UpstreamPool
 
 log = logging.getLogger(__name__)
 
 SMALL_BODY_BYTES: Final = 64 * 1024
 CHUNK_BYTES: Final = 64 * 1024
-# aiohttp adds these when absent; a proxy must send only what the client sent.
-_SKIP_AUTO_HEADERS: Final = frozenset({"User-Agent", "Accept", "Accept-Encoding", "Content-Type"})
 _NO_BODY_STATUSES: Final = frozenset({204, 304})
+# Methods safe to send again when a reused keep-alive connection died before any answer. A payment
+# creation (POST) is never sent twice.
+_RETRYABLE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+_STATUS_OF_KIND: Final = {"connect_timeout": 504, "pool_timeout": 504, "timeout": 504}
 
 
 class UpstreamPools:
-    """One keep-alive client session per upstream spec; replaced specs are closed after a grace."""
+    """One connection pool per upstream spec; pools of replaced specs close after a grace period."""
 
     def __init__(self, tasks: TaskPool) -> None:
-        self._sessions: dict[UpstreamSpec, aiohttp.ClientSession] = {}
+        self._pools: dict[UpstreamSpec, UpstreamPool] = {}
         self._tasks = tasks
 
-    def session_for(self, spec: UpstreamSpec) -> aiohttp.ClientSession:
-        session = self._sessions.get(spec)
-        if session is None:
-            connector = aiohttp.TCPConnector(limit=spec.pool_size, limit_per_host=0,
-                                             keepalive_timeout=30.0, ttl_dns_cache=60)
-            timeout = aiohttp.ClientTimeout(total=None, sock_connect=spec.connect_timeout_s,
-                                            sock_read=spec.read_timeout_s)
-            session = aiohttp.ClientSession(connector=connector, timeout=timeout,
-                                            auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
-                                            skip_auto_headers=_SKIP_AUTO_HEADERS)
-            self._sessions[spec] = session
-        return session
+    def pool_for(self, spec: UpstreamSpec) -> UpstreamPool:
+        pool = self._pools.get(spec)
+        if pool is None:
+            pool = self._pools[spec] = UpstreamPool(spec)
+        return pool
 
     def keep_only(self, specs: set[UpstreamSpec]) -> None:
-        """After a reload: close sessions of specs no longer in use, once in-flight work is done."""
-        for spec in list(self._sessions):
+        """After a reload: retire pools of specs no longer in use, once in-flight work is done."""
+        for spec in list(self._pools):
             if spec not in specs:
-                session = self._sessions.pop(spec)
+                pool = self._pools.pop(spec)
                 grace_s = spec.read_timeout_s + spec.connect_timeout_s
-                if not self._tasks.spawn(_close_later(session, grace_s), name=f"retire-{spec.name}"):
-                    self._tasks.spawn(session.close(), name=f"close-{spec.name}")
+                if not self._tasks.spawn(_close_later(pool, grace_s), name=f"retire-{spec.name}"):
+                    self._tasks.spawn(pool.close(), name=f"close-{spec.name}")
 
     async def close(self) -> None:
-        sessions, self._sessions = list(self._sessions.values()), {}
-        for session in sessions:
-            await session.close()
+        pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            await pool.close()
 
 
-async def _close_later(session: aiohttp.ClientSession, grace_s: float) -> None:
+async def _close_later(pool: UpstreamPool, grace_s: float) -> None:
     try:
         await asyncio.sleep(grace_s)
     finally:
-        await session.close()
+        await pool.close()
 
 
-@dataclass(frozen=True, slots=True)
 class UpstreamFailure(Exception):
-    """The upstream could not produce a response head; becomes a 502 or 504 for the client."""
+    """No response head could be had from the upstream; becomes a 502 or 504 for the client."""
 
-    kind: str  # connect | connect_timeout | timeout | reset | bad_response
-    status: int
-    message: str
+    def __init__(self, kind: str, status: int, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.status = status
+        self.message = message
+
+
+class MidStreamFailure(Exception):
+    """The upstream failed after the response head was sent; the client connection was aborted."""
+
+    def __init__(self, kind: str, response: web.StreamResponse) -> None:
+        super().__init__(kind)
+        self.kind = kind
+        self.response = response
 
 
 def error_response(status: int, error: str, message: str, request_id: str,
@@ -91,25 +94,27 @@ def error_response(status: int, error: str, message: str, request_id: str,
     return web.Response(status=status, text=body, content_type="application/json", headers=headers)
 
 
-def _failure(exc: BaseException, backend: str) -> UpstreamFailure:
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return UpstreamFailure("connect_timeout", 504,
-                               f"backend {backend} did not accept the connection in time")
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return UpstreamFailure("connect", 502, f"backend {backend} refused or could not be reached")
-    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
-        return UpstreamFailure("timeout", 504, f"backend {backend} did not answer in time")
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return UpstreamFailure("bad_response", 502, f"backend {backend} sent an invalid response")
-    return UpstreamFailure("reset", 502, f"backend {backend} closed the connection")
+def _failure(error: UpstreamError, backend: str) -> UpstreamFailure:
+    status = _STATUS_OF_KIND.get(error.kind, 502)
+    return UpstreamFailure(error.kind, status, f"backend {backend} {error.message}")
+
+
+def body_framing(request: web.Request) -> tuple[bytes, bool]:
+    """The framing header for the body sent upstream, and whether it is chunked."""
+    if not request.body_exists:
+        return b"", False
+    length = request.content_length
+    if length is not None:
+        return b"Content-Length: %d\r\n" % length, False
+    return b"Transfer-Encoding: chunked\r\n", True
 
 
 async def forward(
     request: web.Request,
-    session: aiohttp.ClientSession,
-    url: URL,
-    headers: CIMultiDict[str],
+    pool: UpstreamPool,
+    head: bytes,
     *,
+    chunked: bool,
     request_id: str,
     backend: str,
 ) -> web.StreamResponse:
@@ -118,40 +123,57 @@ async def forward(
     Errors after the response head went out cannot become a 5xx any more: the client connection is
     aborted instead, so a truncated body is never mistaken for a complete one.
     """
-    body: bytes | aiohttp.StreamReader | None = None
+    small_body: bytes | None = None
+    streaming = False
     if request.body_exists:
         length = request.content_length
         if length is not None and length <= SMALL_BODY_BYTES:
-            body = await request.read()
+            small_body = await request.read()
         else:
-            body = request.content
+            streaming = True
+    retryable = not streaming and request.method in _RETRYABLE_METHODS
+    read_timeout_s = pool.spec.read_timeout_s
     try:
-        upstream_cm = session.request(request.method, url, headers=headers, data=body,
-                                      allow_redirects=False, compress=None)
-        upstream = await upstream_cm.__aenter__()
-    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-        raise _failure(exc, backend) from exc
+        conn, reused = await pool.acquire()
+    except UpstreamError as error:
+        raise _failure(error, backend) from None
     try:
-        return await _relay(request, upstream, request_id=request_id, backend=backend)
+        try:
+            conn.begin(head, small_body, read_timeout_s, streaming=streaming)
+            if streaming:
+                await conn.send_body(request.content.iter_chunked(CHUNK_BYTES), chunked=chunked)
+            await conn.read_head()
+        except UpstreamError as error:
+            if not (reused and retryable and error.kind == "reset" and not conn.received_any):
+                raise _failure(error, backend) from None
+            # The backend closed an idle keep-alive connection as we reused it: one fresh try.
+            pool.release(conn, reusable=False)
+            try:
+                conn, reused = await pool.acquire(fresh=True)
+                conn.begin(head, small_body, read_timeout_s)
+                await conn.read_head()
+            except UpstreamError as retry_error:
+                raise _failure(retry_error, backend) from None
+        return await _relay(request, conn, request_id=request_id, backend=backend)
     finally:
-        await upstream_cm.__aexit__(None, None, None)
+        # Reused only after a complete exchange; a cancelled or failed one closes the connection.
+        pool.release(conn, reusable=conn.finish())
 
 
 async def _relay(
-    request: web.Request, upstream: aiohttp.ClientResponse, *, request_id: str, backend: str
+    request: web.Request, conn: UpstreamConnection, *, request_id: str, backend: str
 ) -> web.StreamResponse:
-    out_headers = client_response_headers(upstream.headers, request_id=request_id, backend=backend)
-    length = upstream.content_length
-    out_headers.popall("Content-Length", None)
-    no_body = request.method == "HEAD" or upstream.status in _NO_BODY_STATUSES
+    out_headers = client_response_headers(conn.headers, request_id=request_id, backend=backend)
+    length = _content_length(conn.headers)
+    no_body = request.method == "HEAD" or conn.status in _NO_BODY_STATUSES
+    reason = conn.reason or None
     if not no_body and length is not None and length <= SMALL_BODY_BYTES:
         try:
-            payload = await upstream.read()
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise _failure(exc, backend) from exc
-        return web.Response(status=upstream.status, reason=upstream.reason, headers=out_headers,
-                            body=payload)
-    response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=out_headers)
+            payload = await conn.read_all()
+        except UpstreamError as error:
+            raise _failure(error, backend) from None
+        return web.Response(status=conn.status, reason=reason, headers=out_headers, body=payload)
+    response = web.StreamResponse(status=conn.status, reason=reason, headers=out_headers)
     if length is not None:
         response.content_length = length
     await response.prepare(request)
@@ -159,24 +181,24 @@ async def _relay(
         await response.write_eof()
         return response
     try:
-        async for chunk in upstream.content.iter_chunked(CHUNK_BYTES):
+        while (chunk := await conn.read_chunk()) is not None:
             await response.write(chunk)
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        failure = _failure(exc, backend)
-        log.warning("request %s: %s after the response started; aborting the client connection",
-                    request_id, failure.message)
+    except UpstreamError as error:
+        log.warning("request %s: backend %s %s after the response started; aborting the client connection",
+                    request_id, backend, error.message)
         transport = request.transport
         if transport is not None:
             transport.abort()
-        raise MidStreamFailure(failure.kind, response) from exc
+        raise MidStreamFailure(error.kind, response) from None
     await response.write_eof()
     return response
 
 
-class MidStreamFailure(Exception):
-    """The upstream failed after the response head was sent; the client connection was aborted."""
-
-    def __init__(self, kind: str, response: web.StreamResponse) -> None:
-        super().__init__(kind)
-        self.kind = kind
-        self.response = response
+def _content_length(headers: list[tuple[str, str]]) -> int | None:
+    for name, value in headers:
+        if name.lower() == "content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
