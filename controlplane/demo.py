@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -42,6 +43,7 @@ def run_demo(*, state_dir: str, router_port: int, workers: int) -> int:
         routing.write_text(DEMO_ROUTING.format(v1=ports["v1"], v2=ports["v2"]))
     load_config(routing)  # a broken file left from an earlier run is reported before anything starts
 
+    _stop_on_signals()
     group = ProcessGroup(str(state / "logs"))
     python = sys.executable
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -69,6 +71,17 @@ def run_demo(*, state_dir: str, router_port: int, workers: int) -> int:
         return 0
     finally:
         group.stop()
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM both stop the demo cleanly, even when started with SIGINT ignored
+    (as a background job of a script is)."""
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 def _guide(routing: Path, ports: dict[str, int], state: Path) -> str:
