@@ -180,6 +180,8 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--workers", type=int, default=2, help="router and nginx worker processes")
+    parser.add_argument("--event-loop", choices=["uvloop", "asyncio"], default="uvloop",
+                        help="the router's event loop")
     ns = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="dualstack-bench-"))
@@ -221,7 +223,8 @@ def main() -> int:
         env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
         router = subprocess.Popen(
             [sys.executable, "-m", "proxy", "--config", str(routing), "--listen", f"127.0.0.1:{router_port}",
-             "--admin-listen", f"127.0.0.1:{admin_port}", "--workers", str(ns.workers), "--log-level", "WARNING"],
+             "--admin-listen", f"127.0.0.1:{admin_port}", "--workers", str(ns.workers), "--log-level", "WARNING",
+             "--event-loop", ns.event_loop],
             env=env, cwd=REPO)
         processes.append(router)
         wait_port(router_port)
@@ -251,7 +254,8 @@ def main() -> int:
 
 def report(results: list[Result], upstream_kind: str, ns: argparse.Namespace) -> None:
     print(f"\nupstream: {upstream_kind}; load: {'wrk' if shutil.which('wrk') else 'built-in'}, "
-          f"{ns.duration:g}s per run; proxies: {ns.workers} worker processes; {os.cpu_count()} cores\n")
+          f"{ns.duration:g}s per run; proxies: {ns.workers} worker processes; router loop: {ns.event_loop}; "
+          f"{os.cpu_count()} cores\n")
     print(f"{'target':8} {'conns':>5} {'requests':>9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
           f"{'errors':>6} {'proxy CPU us/req':>17}")
     for r in results:

@@ -42,6 +42,7 @@ class ServeOptions:
     drain_timeout_s: float
     log_level: str
     access_log: bool
+    event_loop: str
 
 
 def parse_args(argv: list[str] | None, prog: str = "dualstack serve") -> ServeOptions:
@@ -55,6 +56,8 @@ def parse_args(argv: list[str] | None, prog: str = "dualstack serve") -> ServeOp
                         help="seconds SIGTERM waits for in-flight requests")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--access-log", action="store_true", help="log every request (costs CPU)")
+    parser.add_argument("--event-loop", choices=["uvloop", "asyncio"], default="uvloop",
+                        help="uvloop (default; see bench/router.py for what it buys) or the standard loop")
     ns = parser.parse_args(argv)
     try:
         listen = parse_listen(ns.listen)
@@ -64,7 +67,7 @@ def parse_args(argv: list[str] | None, prog: str = "dualstack serve") -> ServeOp
     if ns.workers < 1:
         parser.error("--workers must be at least 1")
     return ServeOptions(ns.config, listen, admin, ns.workers, ns.drain_timeout_s, ns.log_level,
-                        ns.access_log)
+                        ns.access_log, ns.event_loop)
 
 
 def main(argv: list[str] | None = None, prog: str = "dualstack serve") -> int:
@@ -89,7 +92,8 @@ def _configure_logging(level: str) -> None:
 
 def run_worker(options: ServeOptions, supervisor_pid: int | None = None) -> int:
     _configure_logging(options.log_level)  # a spawned worker starts with no logging set up
-    _install_uvloop()
+    if options.event_loop == "uvloop":
+        _install_uvloop()
     try:
         return asyncio.run(_serve(options, supervisor_pid))
     except ConfigError as exc:
