@@ -14,8 +14,13 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
+import psycopg
+
 from controlplane.config import ConfigError, load_config
-from controlplane.errors import EnvironmentProblem
+from controlplane.db.layout import DatabaseLayout
+from controlplane.db.migrate import MigrationError
+from controlplane.db.tenants import TenantError
+from controlplane.errors import EnvironmentProblem, UsageProblem
 
 
 class ExitStatus(enum.IntEnum):
@@ -37,6 +42,84 @@ def exec_router(args: Sequence[str]) -> NoReturn:
     argv = [sys.executable, "-m", "proxy", *args]
     sys.stdout.flush()
     os.execve(sys.executable, argv, env)
+
+
+def _layout(ns: argparse.Namespace) -> DatabaseLayout:
+    return DatabaseLayout(schema=ns.schema, owner_role=ns.owner_role, app_role=ns.app_role)
+
+
+def _admin_url(ns: argparse.Namespace) -> str:
+    url: str | None = ns.admin_url or os.environ.get("DUALSTACK_ADMIN_URL")
+    if not url:
+        raise UsageProblem("no database given: pass --admin-url or set DUALSTACK_ADMIN_URL")
+    return url
+
+
+def cmd_db_migrate(ns: argparse.Namespace) -> ExitStatus:
+    from controlplane.db.migrate import migrate
+
+    password = os.environ.get("DUALSTACK_APP_PASSWORD")
+    report = migrate(_admin_url(ns), _layout(ns), app_password=password)
+    for role in report.roles_created:
+        print(f"created role {role}")
+    for version in report.applied:
+        print(f"applied migration {version}")
+    print(f"schema {ns.schema} is up to date ({len(report.applied)} applied now, "
+          f"{len(report.already_applied)} already applied)")
+    return ExitStatus.OK
+
+
+def _secret_arg(value: str | None, env_name: str | None) -> str | None:
+    if env_name:
+        secret = os.environ.get(env_name)
+        if not secret:
+            raise UsageProblem(f"environment variable {env_name} is empty or unset")
+        return secret
+    if value == "-":
+        return sys.stdin.readline().strip()
+    return value
+
+
+def cmd_tenant(ns: argparse.Namespace) -> ExitStatus:
+    from controlplane.db.tenants import NewTenant, TenantAdmin
+
+    admin = TenantAdmin(_admin_url(ns), _layout(ns))
+    if ns.tenant_command == "add":
+        key = _secret_arg(ns.midtrans_server_key, ns.midtrans_server_key_env)
+        if not key:
+            raise UsageProblem("a Midtrans server key is required: --midtrans-server-key KEY "
+                               "(or - to read it from standard input, or --midtrans-server-key-env VAR)")
+        token = admin.add(NewTenant(
+            slug=ns.slug, name=ns.name, plan=ns.plan, midtrans_server_key=key,
+            midtrans_environment=ns.midtrans_environment, midtrans_client_key=ns.midtrans_client_key,
+            midtrans_merchant_id=ns.midtrans_merchant_id, email_from=ns.email_from,
+            email_reply_to=ns.email_reply_to, max_orders_per_month=ns.max_orders_per_month))
+        print(f"tenant {ns.slug} added ({ns.plan}, {ns.midtrans_environment})")
+        print(f"admin token for GET /admin/stats (shown once, stored hashed): {token}")
+    elif ns.tenant_command == "list":
+        rows = admin.list()
+        print(f"{'slug':20} {'status':10} {'plan':10} {'limit':>6} {'env':10} {'server key':24} name")
+        for r in rows:
+            limit = "-" if r["max_orders_per_month"] is None else str(r["max_orders_per_month"])
+            print(f"{r['slug']:20} {r['status']:10} {r['plan']:10} {limit:>6} {r['midtrans_environment']:10} "
+                  f"{r['midtrans_server_key']:24} {r['name']}")
+        print(f"{len(rows)} tenant(s)")
+    elif ns.tenant_command == "set":
+        key = _secret_arg(ns.midtrans_server_key, ns.midtrans_server_key_env)
+        admin.set(ns.slug, name=ns.name, plan=ns.plan, status=ns.status,
+                  max_orders_per_month=ns.max_orders_per_month, midtrans_server_key=key,
+                  midtrans_environment=ns.midtrans_environment, midtrans_client_key=ns.midtrans_client_key,
+                  midtrans_merchant_id=ns.midtrans_merchant_id, email_from=ns.email_from,
+                  email_reply_to=ns.email_reply_to)
+        print(f"tenant {ns.slug} updated")
+    elif ns.tenant_command in ("suspend", "resume"):
+        status = "suspended" if ns.tenant_command == "suspend" else "active"
+        admin.set(ns.slug, status=status)
+        print(f"tenant {ns.slug} is now {status}" + (
+            " (payments already made still settle; new orders are refused)" if status == "suspended" else ""))
+    elif ns.tenant_command == "rotate-token":
+        print(f"new admin token for {ns.slug} (shown once): {admin.rotate_admin_token(ns.slug)}")
+    return ExitStatus.OK
 
 
 def cmd_demo(ns: argparse.Namespace) -> ExitStatus:
@@ -63,12 +146,63 @@ def build_parser() -> argparse.ArgumentParser:
     # `serve` is dispatched in run() before parsing: its options belong to the router's own parser.
     sub.add_parser("serve", help="run the router (see `dualstack serve --help`)", add_help=False)
 
+    p = sub.add_parser("db", help="database administration")
+    db_sub = p.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    m = db_sub.add_parser("migrate", help="create roles and schema, apply pending migrations (re-runnable)")
+    _db_options(m)
+    m.set_defaults(func=cmd_db_migrate)
+
+    p = sub.add_parser("tenant", help="add, list, change and suspend tenants of v2")
+    t_sub = p.add_subparsers(dest="tenant_command", required=True, metavar="ACTION")
+    add = t_sub.add_parser("add", help="add a tenant (prints its admin token once)")
+    add.add_argument("slug")
+    add.add_argument("--name", required=True)
+    add.add_argument("--plan", required=True, choices=["starter", "pro", "enterprise"])
+    add.add_argument("--midtrans-environment", required=True, choices=["sandbox", "production"])
+    _tenant_fields(add)
+    lst = t_sub.add_parser("list", help="list tenants (secrets masked)")
+    st = t_sub.add_parser("set", help="change a tenant's fields")
+    st.add_argument("slug")
+    st.add_argument("--name")
+    st.add_argument("--plan", choices=["starter", "pro", "enterprise"])
+    st.add_argument("--status", choices=["active", "suspended", "cancelled"])
+    st.add_argument("--midtrans-environment", choices=["sandbox", "production"])
+    _tenant_fields(st)
+    sus = t_sub.add_parser("suspend", help="refuse new orders (payments still settle)")
+    sus.add_argument("slug")
+    res = t_sub.add_parser("resume", help="make a suspended tenant active again")
+    res.add_argument("slug")
+    rot = t_sub.add_parser("rotate-token", help="replace a tenant's admin token")
+    rot.add_argument("slug")
+    for parser_ in (add, lst, st, sus, res, rot):
+        _db_options(parser_)
+        parser_.set_defaults(func=cmd_tenant)
+
     p = sub.add_parser("demo", help="run the whole stack locally on embedded defaults")
     p.add_argument("--state-dir", default=".dualstack-demo", help="where the demo keeps its files")
     p.add_argument("--port", type=int, default=8080, help="the router's port (admin: port + 1020)")
     p.add_argument("--workers", type=int, default=2)
     p.set_defaults(func=cmd_demo)
     return parser
+
+
+def _db_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--admin-url", help="PostgreSQL URL of a role that may create roles "
+                        "(default: $DUALSTACK_ADMIN_URL)")
+    parser.add_argument("--schema", default="payments")
+    parser.add_argument("--owner-role", default="dualstack_owner")
+    parser.add_argument("--app-role", default="dualstack_app")
+
+
+def _tenant_fields(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--midtrans-server-key", help="the server key; - reads it from standard input")
+    parser.add_argument("--midtrans-server-key-env", metavar="VAR",
+                        help="read the server key from this environment variable (keeps it out of ps)")
+    parser.add_argument("--midtrans-client-key")
+    parser.add_argument("--midtrans-merchant-id")
+    parser.add_argument("--email-from")
+    parser.add_argument("--email-reply-to")
+    parser.add_argument("--max-orders-per-month", type=int, help="override the plan's monthly limit")
 
 
 def run(argv: Sequence[str] | None = None) -> ExitStatus:
@@ -85,11 +219,21 @@ def run(argv: Sequence[str] | None = None) -> ExitStatus:
             print(issue, file=sys.stderr)
         print(f"{len(exc.issues)} issue(s) found", file=sys.stderr)
         return ExitStatus.INVALID
-    except EnvironmentProblem as exc:
-        print(f"dualstack: {exc}", file=sys.stderr)
+    except (EnvironmentProblem, psycopg.OperationalError) as exc:
+        print(f"dualstack: {_first_line(exc)}", file=sys.stderr)
         return ExitStatus.ENVIRONMENT
+    except (UsageProblem, ValueError) as exc:
+        print(f"dualstack: {exc}", file=sys.stderr)
+        return ExitStatus.USAGE
+    except (TenantError, MigrationError) as exc:
+        print(f"dualstack: {exc}", file=sys.stderr)
+        return ExitStatus.INVALID
     except KeyboardInterrupt:
         return ExitStatus.OK
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,3 +3,7 @@
 
 class EnvironmentProblem(Exception):
     """Something outside the user's input stops the command; the message says what to do."""
+
+
+class UsageProblem(Exception):
+    """The command was called without something it needs; the message says what to pass."""

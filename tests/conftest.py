@@ -128,3 +128,50 @@ async def wait_until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> N
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached")
         await asyncio.sleep(0.02)
+
+
+# -- PostgreSQL: one database and one pair of roles per test session, dropped afterwards ----------
+
+import os  # noqa: E402
+import secrets as _secrets  # noqa: E402
+
+import psycopg  # noqa: E402
+from psycopg.conninfo import make_conninfo  # noqa: E402
+
+from controlplane.db.layout import DatabaseLayout  # noqa: E402
+from controlplane.db.migrate import migrate  # noqa: E402
+
+SERVER_URL = os.environ.get("DUALSTACK_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@dataclass(frozen=True)
+class Database:
+    admin_url: str  # superuser, for setup and for checks no tenant could make
+    app_url: str  # the application role: what v2 connects as
+    layout: DatabaseLayout
+
+
+def _drop(name: str, layout: DatabaseLayout) -> None:
+    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for role in (layout.app_role, layout.owner_role):
+            conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+@pytest.fixture(scope="session")
+def database() -> Any:
+    suffix = _secrets.token_hex(4)
+    name = f"dualstack_test_{suffix}"
+    layout = DatabaseLayout(schema="payments", owner_role=f"ds_{suffix}_owner", app_role=f"ds_{suffix}_app")
+    try:
+        with psycopg.connect(SERVER_URL, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        raise RuntimeError(f"the tests need PostgreSQL at {SERVER_URL} (set DUALSTACK_TEST_ADMIN_URL): "
+                           f"{exc}") from exc
+    admin_url = make_conninfo(SERVER_URL, dbname=name)
+    try:
+        migrate(admin_url, layout)
+        yield Database(admin_url, make_conninfo(admin_url, user=layout.app_role), layout)
+    finally:
+        _drop(name, layout)
