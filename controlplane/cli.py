@@ -36,10 +36,18 @@ def cmd_validate(ns: argparse.Namespace) -> ExitStatus:
     return ExitStatus.OK
 
 
-def exec_router(args: Sequence[str]) -> NoReturn:
-    """Replace this process with the router, so signals and exit codes are the router's own."""
-    env = dict(os.environ, DUALSTACK_PROG="dualstack serve")
-    argv = [sys.executable, "-m", "proxy", *args]
+# Commands that are their own programs (data-plane processes and local stand-ins): argv prefix ->
+# (module, program name). They are exec'd, so their signals and exit codes are their own.
+PROGRAMS: dict[tuple[str, ...], tuple[str, str]] = {
+    ("serve",): ("proxy", "dualstack serve"),
+    ("v2", "serve"): ("proxy.v2", "dualstack v2 serve"),
+}
+
+
+def exec_program(module: str, prog: str, args: Sequence[str]) -> NoReturn:
+    """Replace this process with `python -m module`, so signals and exit codes are its own."""
+    env = dict(os.environ, DUALSTACK_PROG=prog)
+    argv = [sys.executable, "-m", module, *args]
     sys.stdout.flush()
     os.execve(sys.executable, argv, env)
 
@@ -143,8 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.set_defaults(func=cmd_validate)
 
-    # `serve` is dispatched in run() before parsing: its options belong to the router's own parser.
+    # Programs in PROGRAMS are dispatched in run() before parsing: their options are their own.
     sub.add_parser("serve", help="run the router (see `dualstack serve --help`)", add_help=False)
+    v2 = sub.add_parser("v2", help="the v2 payment service: `dualstack v2 serve --help`", add_help=False)
+    v2.add_argument("action", choices=["serve"])
 
     p = sub.add_parser("db", help="database administration")
     db_sub = p.add_subparsers(dest="db_command", required=True, metavar="ACTION")
@@ -208,8 +218,9 @@ def _tenant_fields(parser: argparse.ArgumentParser) -> None:
 def run(argv: Sequence[str] | None = None) -> ExitStatus:
     """Parse and dispatch; the one place where outcomes become exit codes."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args[:1] == ["serve"]:
-        return exec_router(args[1:])
+    for prefix, (module, prog) in PROGRAMS.items():
+        if tuple(args[: len(prefix)]) == prefix:
+            exec_program(module, prog, args[len(prefix):])
     ns = build_parser().parse_args(args)
     func: Command = ns.func
     try:

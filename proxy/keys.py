@@ -18,3 +18,15 @@ METRICS: web.AppKey[ProxyMetrics] = web.AppKey("metrics")
 REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry")
 POOLS: web.AppKey[UpstreamPools] = web.AppKey("pools")
 TASKS: web.AppKey[TaskPool] = web.AppKey("tasks")
+
+# -- the v2 payment service -------------------------------------------------------------------
+if TYPE_CHECKING:
+    from proxy.v2.db import PaymentsDB
+    from proxy.v2.gateway import PaymentGateway
+    from proxy.v2.outbox import Outbox
+    from proxy.v2.settings import V2Settings
+
+V2_SETTINGS: web.AppKey[V2Settings] = web.AppKey("v2_settings")
+V2_DB: web.AppKey[PaymentsDB] = web.AppKey("v2_db")
+V2_GATEWAY: web.AppKey[PaymentGateway] = web.AppKey("v2_gateway")
+V2_OUTBOX: web.AppKey[Outbox] = web.AppKey("v2_outbox")

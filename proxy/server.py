@@ -9,18 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import multiprocessing
-import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
-from multiprocessing.connection import wait as wait_for_sentinels
-from multiprocessing.process import BaseProcess
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -29,6 +22,7 @@ from controlplane.config import ConfigError
 from controlplane.config.address import ListenAddress, parse_listen
 from proxy import keys
 from proxy.app import create_apps
+from proxy.workers import stop_when_orphaned, supervise
 
 log = logging.getLogger("dualstack.router")
 
@@ -75,7 +69,7 @@ def main(argv: list[str] | None = None, prog: str = "dualstack serve") -> int:
     _configure_logging(options.log_level)
     if options.workers == 1:
         return run_worker(options)
-    return supervise(options)
+    return supervise(options.workers, run_worker, options)
 
 
 def _install_uvloop() -> None:
@@ -134,7 +128,7 @@ async def _serve(options: ServeOptions, supervisor_pid: int | None) -> int:
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, state.request_reload)
     if supervisor_pid is not None:
-        app[keys.TASKS].spawn(_stop_when_orphaned(supervisor_pid, stop), name="supervisor-watch")
+        app[keys.TASKS].spawn(stop_when_orphaned(supervisor_pid, stop), name="supervisor-watch")
     await stop.wait()
     log.info("draining: no new connections, waiting up to %.0fs for in-flight requests",
              options.drain_timeout_s)
@@ -144,84 +138,6 @@ async def _serve(options: ServeOptions, supervisor_pid: int | None) -> int:
     await admin_runner.cleanup()
     log.info("stopped after draining for %.1fs", time.monotonic() - started)
     return 0
-
-
-async def _stop_when_orphaned(supervisor_pid: int, stop: asyncio.Event) -> None:
-    """A worker whose supervisor died (even by SIGKILL) drains and exits instead of lingering."""
-    while os.getppid() == supervisor_pid:  # noqa: ASYNC110 - no event exists for "parent died"
-        await asyncio.sleep(1.0)
-    log.warning("supervisor %d is gone; draining and stopping", supervisor_pid)
-    stop.set()
-
-
-def supervise(options: ServeOptions) -> int:
-    """Start `options.workers` workers sharing the ports; forward signals; restart crashed ones."""
-    own_dir = None
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        own_dir = tempfile.mkdtemp(prefix="dualstack-metrics-")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
-    context = multiprocessing.get_context("spawn")
-    workers: list[BaseProcess] = []
-    stopping = False
-    restarts: list[float] = []
-
-    def start_one() -> BaseProcess:
-        process = context.Process(target=run_worker, args=(options, os.getpid()), name="dualstack-worker")
-        process.start()
-        return process
-
-    def forward_signal(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        if signum in (signal.SIGTERM, signal.SIGINT):
-            stopping = True
-        for process in workers:
-            if process.pid is not None and process.is_alive():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(process.pid, signum)
-
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, forward_signal)
-    try:
-        workers.extend(start_one() for _ in range(options.workers))
-        exit_code = 0
-        while workers:
-            wait_for_sentinels([p.sentinel for p in workers], timeout=1.0)
-            for process in [p for p in workers if not p.is_alive()]:
-                workers.remove(process)
-                process.join()
-                code = process.exitcode or 0
-                _mark_dead(process.pid)
-                if stopping:
-                    continue
-                if code == 2:  # unusable config or bad arguments: restarting cannot help
-                    log.error("worker %s exited with code 2; stopping", process.pid)
-                    stopping = True
-                    exit_code = 2
-                    forward_signal(signal.SIGTERM, None)
-                    continue
-                now = time.monotonic()
-                restarts[:] = [t for t in restarts if now - t < 60] + [now]
-                if len(restarts) > 5 * options.workers:
-                    log.error("workers keep dying (%d restarts in 60s); stopping", len(restarts))
-                    stopping = True
-                    exit_code = 1
-                    forward_signal(signal.SIGTERM, None)
-                    continue
-                log.warning("worker %s exited with code %s; starting another", process.pid, code)
-                workers.append(start_one())
-        return exit_code
-    finally:
-        if own_dir is not None:
-            shutil.rmtree(own_dir, ignore_errors=True)
-
-
-def _mark_dead(pid: int | None) -> None:
-    if pid is None:
-        return
-    from prometheus_client import multiprocess
-
-    with contextlib.suppress(Exception):
-        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 if __name__ == "__main__":  # pragma: no cover

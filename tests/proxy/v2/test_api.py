@@ -1,0 +1,81 @@
+"""Order status, admin stats, health and the OpenAPI document of v2."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from proxy.v2.app import create_v2_app
+from proxy.v2.openapi import DOCUMENT
+from proxy.v2.settings import V2Settings, tenant_rule
+from tests.proxy.v2.conftest import Stack
+
+
+async def test_order_status_has_v1s_shape_and_is_tenant_scoped(stack: Stack) -> None:
+    a, b = stack.add_tenant(), stack.add_tenant()
+    await stack.create(a, "S-1", amount=77000)
+    status, body = await stack.request("GET", "/orders/S-1/status", a)
+    assert (status, body) == (200, {"success": True, "order": {
+        "id": "S-1", "status": "PENDING_PAYMENT", "totalAmount": 77000, "customerName": "Budi",
+        "email": "Buyer@Example.com"}})
+    status, body = await stack.request("GET", "/orders/S-1/status", b)  # another tenant's order
+    assert status == 404 and body["success"] is False
+    status, _ = await stack.request("GET", "/orders/NOPE/status", a)
+    assert status == 404
+
+
+async def test_tenant_from_a_trusted_header_or_the_host(stack: Stack) -> None:
+    tenant = stack.add_tenant()
+    await stack.create(tenant, "S-H", amount=1000)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{stack.url}/orders/S-H/status", headers={"X-Tenant-Slug": tenant.slug}) as r:
+            assert r.status == 200  # loopback is a trusted proxy by default
+        async with session.get(f"{stack.url}/orders/S-H/status",
+                               headers={"Host": f"{tenant.slug}.agentbar.ai"}) as r:
+            assert r.status == 200
+
+
+async def test_admin_stats_need_that_tenants_token(stack: Stack) -> None:
+    a, b = stack.add_tenant(), stack.add_tenant()
+    await stack.create(a, "ST-1", amount=1000)
+    await stack.create(a, "ST-2", amount=2000)
+    await stack.notify("ST-2", transaction_status="settlement")
+    await stack.create(b, "ST-3", amount=9000)
+    status, body = await stack.request("GET", "/admin/stats", a, headers={"Authorization": f"Bearer {a.admin_token}"})
+    assert (status, body) == (200, {"success": True, "stats": {
+        "pending": 1, "paid": 1, "failed": 0, "expired": 0, "refunded": 0, "revenue": 2000}})
+    for headers in ({}, {"Authorization": f"Bearer {b.admin_token}"}, {"Authorization": "Bearer nope"}):
+        status, body = await stack.request("GET", "/admin/stats", a, headers=headers)
+        assert (status, body["error"]) == (401, "unauthorized")
+
+
+async def test_health(stack: Stack) -> None:
+    tenant = stack.add_tenant()
+    status, body = await stack.request("GET", "/health")
+    assert (status, body) == (200, {"status": "ok", "version": "2.0.0", "database": "up"})
+    status, body = await stack.request("GET", "/health", tenant)
+    assert body["tenant"] == tenant.slug
+
+
+async def test_health_and_requests_with_the_database_down(aiohttp_server: Any) -> None:
+    rule, domain = tenant_rule(None, "agentbar.ai")
+    settings = V2Settings(database_url="postgresql://nobody@127.0.0.1:1/none", rule=rule, base_domain=domain)
+    server = await aiohttp_server(create_v2_app(settings))
+    async with aiohttp.ClientSession() as session:
+        async with session.get(server.make_url("/health")) as response:
+            assert response.status == 503
+            assert await response.json() == {"status": "degraded", "version": "2.0.0", "database": "down"}
+        async with session.get(server.make_url("/orders/X/status?tenant=buatfilm")) as response:
+            assert response.status == 503
+            assert (await response.json())["error"] == "database_unavailable"
+
+
+async def test_the_openapi_document_matches_the_routes(stack: Stack) -> None:
+    status, document = await stack.request("GET", "/openapi.json")
+    assert status == 200 and document == DOCUMENT
+    routes = {(r.method.lower(), r.resource.canonical) for r in stack.app.router.routes()
+              if isinstance(r.resource, web.Resource) and r.method != "HEAD"}
+    documented = {(method, path) for path, item in DOCUMENT["paths"].items() for method in item}
+    assert routes == documented
