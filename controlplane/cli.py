@@ -41,6 +41,8 @@ def cmd_validate(ns: argparse.Namespace) -> ExitStatus:
 PROGRAMS: dict[tuple[str, ...], tuple[str, str]] = {
     ("serve",): ("proxy", "dualstack serve"),
     ("v2", "serve"): ("proxy.v2", "dualstack v2 serve"),
+    ("fake-midtrans",): ("standins.midtrans", "dualstack fake-midtrans"),
+    ("legacy-v1",): ("standins.legacy_v1", "dualstack legacy-v1"),
 }
 
 
@@ -133,7 +135,8 @@ def cmd_tenant(ns: argparse.Namespace) -> ExitStatus:
 def cmd_demo(ns: argparse.Namespace) -> ExitStatus:
     from controlplane.demo import run_demo
 
-    return ExitStatus(run_demo(state_dir=ns.state_dir, router_port=ns.port, workers=ns.workers))
+    return ExitStatus(run_demo(state_dir=ns.state_dir, router_port=ns.port, workers=ns.workers,
+                               database_url=ns.database_url))
 
 
 Command = Callable[[argparse.Namespace], ExitStatus]
@@ -155,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", help="run the router (see `dualstack serve --help`)", add_help=False)
     v2 = sub.add_parser("v2", help="the v2 payment service: `dualstack v2 serve --help`", add_help=False)
     v2.add_argument("action", choices=["serve"])
+    sub.add_parser("fake-midtrans", help="a local stand-in for Midtrans (Snap and signed notifications)",
+                   add_help=False)
+    sub.add_parser("legacy-v1", help="a stand-in for the legacy v1 payment API (SQLite)", add_help=False)
 
     p = sub.add_parser("db", help="database administration")
     db_sub = p.add_subparsers(dest="db_command", required=True, metavar="ACTION")
@@ -192,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", default=".dualstack-demo", help="where the demo keeps its files")
     p.add_argument("--port", type=int, default=8080, help="the router's port (admin: port + 1020)")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--database-url", help="a PostgreSQL admin URL (default: $DATABASE_URL, else an embedded "
+                   "server under the state folder)")
     p.set_defaults(func=cmd_demo)
     return parser
 
