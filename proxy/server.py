@@ -22,7 +22,7 @@ from controlplane.config import ConfigError
 from controlplane.config.address import ListenAddress, parse_listen
 from proxy import keys
 from proxy.app import create_apps
-from proxy.workers import stop_when_orphaned, supervise
+from proxy.workers import signals_ready, stop_when_orphaned, supervise
 
 log = logging.getLogger("dualstack.router")
 
@@ -127,6 +127,7 @@ async def _serve(options: ServeOptions, supervisor_pid: int | None) -> int:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, state.request_reload)
+    signals_ready()
     if supervisor_pid is not None:
         app[keys.TASKS].spawn(stop_when_orphaned(supervisor_pid, stop), name="supervisor-watch")
     await stop.wait()

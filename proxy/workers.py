@@ -24,6 +24,15 @@ from typing import Any
 log = logging.getLogger("dualstack.workers")
 
 
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def signals_ready() -> None:
+    """Called by a worker once its signal handlers are installed: signals that arrived while it was
+    starting (blocked by the supervisor, the mask inherited across exec) are delivered now."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
+
+
 async def stop_when_orphaned(supervisor_pid: int, stop: asyncio.Event) -> None:
     """A worker whose supervisor died (even by SIGKILL) drains and exits instead of lingering."""
     while os.getppid() == supervisor_pid:  # noqa: ASYNC110 - no event exists for "parent died"
@@ -46,7 +55,13 @@ def supervise(count: int, target: Callable[[Any, int], int], options: Any) -> in
 
     def start_one() -> BaseProcess:
         process = context.Process(target=target, args=(options, os.getpid()), name="dualstack-worker")
-        process.start()
+        # A SIGHUP reaching a worker before its handler exists would kill it (the default action):
+        # the worker starts with these signals blocked and unblocks them in signals_ready().
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
+        try:
+            process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         return process
 
     def forward_signal(signum: int, _frame: object) -> None:

@@ -16,7 +16,7 @@ from controlplane.config.address import ListenAddress, parse_listen
 from proxy.tasks import TaskPool
 from proxy.v2.app import create_v2_app
 from proxy.v2.settings import V2Settings, tenant_rule
-from proxy.workers import stop_when_orphaned, supervise
+from proxy.workers import signals_ready, stop_when_orphaned, supervise
 
 log = logging.getLogger("dualstack.v2")
 
@@ -111,6 +111,8 @@ async def _serve(options: V2Options, settings: V2Settings, supervisor_pid: int |
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: log.info("SIGHUP: v2 has no file to reload"))
+    signals_ready()
     watch = TaskPool("v2-process", limit=1)
     if supervisor_pid is not None:
         watch.spawn(stop_when_orphaned(supervisor_pid, stop), name="supervisor-watch")

@@ -144,12 +144,18 @@ async def test_sigterm_drains_in_flight_requests(aiohttp_server: Any, start_rout
         request = asyncio.ensure_future(session.get(f"{router.url}/slow", headers={"Host": "demo.agentbar.ai"}))
         await asyncio.wait_for(in_flight.wait(), timeout=10)
         router.process.send_signal(signal.SIGTERM)
-        await asyncio.sleep(0.3)
-        assert router.process.poll() is None  # still draining
-        # No new connections are accepted while draining.
-        with pytest.raises(aiohttp.ClientConnectionError):
-            async with aiohttp.ClientSession() as other:
-                await other.get(f"{router.url}/x", headers={"Host": "demo.agentbar.ai"})
+        # The listener closes (new connections are refused) while the in-flight request continues.
+        port = int(router.url.rsplit(":", 1)[1])
+        for _ in range(200):
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except ConnectionRefusedError:
+                break
+            writer.close()
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the router kept accepting connections after SIGTERM")
+        assert router.process.poll() is None  # still draining: the request is in flight
         release.set()
         response = await asyncio.wait_for(request, timeout=10)
         assert response.status == 200 and await response.json() == {"done": True}
@@ -211,3 +217,33 @@ async def test_workers_exit_when_their_supervisor_is_killed(
     except AssertionError:
         still = [Path(f"/proc/{pid}/cmdline").read_text() for pid in workers if alive(pid)]
         raise AssertionError(f"still running: {still}") from None
+
+
+async def test_sighup_while_workers_start_kills_none(upstreams: dict[str, Upstream], tmp_path: Path) -> None:
+    config = tmp_path / "routing.yaml"
+    config.write_text(routing_yaml(upstreams["v1"].url, upstreams["v2"].url, TENANTS))
+    admin_port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "proxy", "--config", str(config), "--listen", f"127.0.0.1:{free_port()}",
+         "--admin-listen", f"127.0.0.1:{admin_port}", "--workers", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    try:
+        for _ in range(30):  # `systemctl reload` arriving while workers are still importing
+            await asyncio.sleep(0.03)
+            process.send_signal(signal.SIGHUP)
+        router = RouterProcess(process, 0, admin_port, "127.0.0.1")
+        for _ in range(200):
+            try:
+                if await router.sample("dualstack_config_generation") >= 2:
+                    break
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+        process.terminate()
+        output = await asyncio.to_thread(process.communicate, timeout=20)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert "starting another" not in output[0], output[0]  # no worker died and had to be replaced
+    assert process.returncode == 0
