@@ -118,10 +118,12 @@ def _ms(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def run_wrk(url: str, connections: int, duration_s: float, host: str) -> tuple[int, float, float, float, int]:
+def run_wrk(url: str, connections: int, duration_s: float, host: str,
+            script: str | None = None) -> tuple[int, float, float, float, int]:
+    extra = ["-s", script] if script else []
     out = subprocess.run(
         ["wrk", "-t", "1", "-c", str(connections), "-d", f"{max(1, round(duration_s))}s", "--latency",
-         "-H", f"Host: {host}", url],
+         "-H", f"Host: {host}", *extra, url],
         capture_output=True, text=True, check=True, timeout=duration_s + 30).stdout
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
