@@ -26,7 +26,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from controlplane.processes import Child, ProcessGroup
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 BODY = '{"success":true,"order":{"id":"ORDER-1","status":"PAID"}}'
 
@@ -71,7 +72,7 @@ def nginx_binary() -> str | None:
     return shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
 
 
-def start_nginx(workdir: Path, name: str, server_block: str, workers: int) -> subprocess.Popen[bytes]:
+def start_nginx(group: ProcessGroup, workdir: Path, name: str, server_block: str, workers: int) -> Child:
     prefix = workdir / name
     (prefix / "logs").mkdir(parents=True)
     conf = prefix / "nginx.conf"
@@ -93,8 +94,7 @@ def start_nginx(workdir: Path, name: str, server_block: str, workers: int) -> su
         """))
     binary = nginx_binary()
     assert binary is not None
-    return subprocess.Popen([binary, "-p", str(prefix), "-c", str(conf)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return group.start(f"nginx-{name}", [binary, "-p", str(prefix), "-c", str(conf)])
 
 
 @dataclass
@@ -187,30 +187,28 @@ def main() -> int:
     ns = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="dualstack-bench-"))
-    processes: list[subprocess.Popen[bytes]] = []
+    group = ProcessGroup(str(workdir))
     try:
         up_port, nginx_port, router_port, admin_port = (free_port() for _ in range(4))
         if nginx_binary():
-            upstream = start_nginx(workdir, "upstream", f"""
+            start_nginx(group, workdir, "upstream", f"""
             server {{ listen 127.0.0.1:{up_port}; keepalive_requests 100000;
                       location / {{ default_type application/json; return 200 '{BODY}'; }} }}""", 1)
             upstream_kind = "nginx return 200 (1 worker)"
         else:
-            upstream = subprocess.Popen([sys.executable, "-m", "proxy.echo", "--name", "v1",
-                                         "--listen", f"127.0.0.1:{up_port}"])
+            group.start("upstream", [sys.executable, "-m", "proxy.echo", "--name", "v1",
+                                     "--listen", f"127.0.0.1:{up_port}"])
             upstream_kind = "aiohttp echo backend"
-        processes.append(upstream)
         wait_port(up_port)
 
         nginx_proxy = None
         if nginx_binary():
-            nginx_proxy = start_nginx(workdir, "proxy", f"""
+            nginx_proxy = start_nginx(group, workdir, "proxy", f"""
             upstream v1 {{ server 127.0.0.1:{up_port}; keepalive 64; }}
             server {{ listen 127.0.0.1:{nginx_port}; keepalive_requests 100000;
                       location / {{ proxy_pass http://v1; proxy_http_version 1.1;
                                    proxy_set_header Connection "";
                                    proxy_set_header X-Tenant-Slug buatfilm; }} }}""", ns.workers)
-            processes.append(nginx_proxy)
             wait_port(nginx_port)
 
         routing = workdir / "routing.yaml"
@@ -223,12 +221,11 @@ def main() -> int:
               buatfilm: {{backend: v1}}
             """))
         env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-        router = subprocess.Popen(
+        router = group.start("router",
             [sys.executable, "-m", "proxy", "--config", str(routing), "--listen", f"127.0.0.1:{router_port}",
              "--admin-listen", f"127.0.0.1:{admin_port}", "--workers", str(ns.workers), "--log-level", "WARNING",
              "--event-loop", ns.event_loop],
-            env=env, cwd=REPO)
-        processes.append(router)
+            env)
         wait_port(router_port)
         time.sleep(1.0)  # let every worker finish starting
 
@@ -238,19 +235,13 @@ def main() -> int:
                                    connections, ns.duration, None))
             if nginx_proxy is not None:
                 results.append(measure("nginx", f"http://127.0.0.1:{nginx_port}/orders/ORDER-1/status",
-                                       connections, ns.duration, nginx_proxy.pid))
+                                       connections, ns.duration, nginx_proxy.process.pid))
             results.append(measure("router", f"http://127.0.0.1:{router_port}/orders/ORDER-1/status",
-                                   connections, ns.duration, router.pid))
+                                   connections, ns.duration, router.process.pid))
         report(results, upstream_kind, ns)
         return 0
     finally:
-        for process in reversed(processes):
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        group.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -15,7 +15,6 @@ import json
 import os
 import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +28,7 @@ from router import free_port, run_wrk, tree_cpu_s, wait_port  # bench/router.py,
 from controlplane.db.layout import DatabaseLayout
 from controlplane.db.migrate import migrate
 from controlplane.db.tenants import NewTenant, TenantAdmin
+from controlplane.processes import ProcessGroup
 
 KEY = "SB-Mid-server-BENCH000000001"
 CREATE_LUA = """
@@ -64,23 +64,22 @@ def main() -> int:
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     workdir = Path(tempfile.mkdtemp(prefix="dualstack-bench-v2-"))
-    processes: list[subprocess.Popen[bytes]] = []
+    group = ProcessGroup(str(workdir))
     try:
         admin_url = make_conninfo(server_url, dbname=name)
         migrate(admin_url, layout)
         TenantAdmin(admin_url, layout).add(NewTenant("bench", "Bench", "enterprise", KEY, "sandbox"))
         fake_port, v2_port = free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-        fake = subprocess.Popen([sys.executable, "-m", "standins.midtrans", "--listen", f"127.0.0.1:{fake_port}",
-                                 "--server-key", KEY], env=env)
-        processes.append(fake)
-        v2 = subprocess.Popen(
+        fake = group.start("fake-midtrans", [sys.executable, "-m", "standins.midtrans", "--listen",
+                                             f"127.0.0.1:{fake_port}", "--server-key", KEY], env)
+        v2 = group.start("v2",
             [sys.executable, "-m", "proxy.v2", "--listen", f"127.0.0.1:{v2_port}", "--workers", str(ns.workers),
              "--snap-url-sandbox", f"http://127.0.0.1:{fake_port}/sandbox/snap/v1/transactions",
              "--notification-url-template", "http://127.0.0.1:9/webhooks/midtrans?tenant={slug}",
              "--log-level", "WARNING"],
-            env=dict(env, DUALSTACK_DATABASE_URL=make_conninfo(admin_url, user=layout.app_role)))
-        processes.append(v2)
+            dict(env, DUALSTACK_DATABASE_URL=make_conninfo(admin_url, user=layout.app_role)))
+        pids = {"v2": v2.process.pid, "fake": fake.process.pid}
         wait_port(fake_port)
         wait_port(v2_port)
         time.sleep(1.0)
@@ -95,13 +94,13 @@ def main() -> int:
         for label, lua in (("status reads", STATUS_LUA), ("creates", CREATE_LUA)):
             script = workdir / f"{label.replace(' ', '_')}.lua"
             script.write_text(lua)
-            cpu_before = {p.pid: tree_cpu_s(p.pid) for p in processes}
+            cpu_before = {name: tree_cpu_s(pid) for name, pid in pids.items()}
             pg_before = _postgres_cpu_s()
             requests, rps, p50, p99, errors = run_wrk(f"{base}/", ns.connections, ns.duration, "localhost",
                                                       script=str(script))
-            cpu = {p.pid: tree_cpu_s(p.pid) - cpu_before[p.pid] for p in processes}
+            cpu = {name: tree_cpu_s(pid) - cpu_before[name] for name, pid in pids.items()}
             pg = _postgres_cpu_s() - pg_before
-            results.append((label, requests, rps, p50, p99, errors, cpu[v2.pid], cpu[fake.pid], pg))
+            results.append((label, requests, rps, p50, p99, errors, cpu["v2"], cpu["fake"], pg))
         print(f"\nv2 with {ns.workers} workers, {ns.connections} connections, {ns.duration:g}s per run, "
               f"{os.cpu_count()} cores (wrk, PostgreSQL and the fake Midtrans share them)\n")
         print(f"{'':13} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}   "
@@ -114,17 +113,7 @@ def main() -> int:
                   f"{pg / requests * 1e6:.0f} us/request")
         return 0
     finally:
-        for process in reversed(processes):  # v2 first, so no request is left waiting on the fake
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        group.stop()  # v2 first (reverse start order), so no request is left waiting on the fake
         with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             for role in (layout.app_role, layout.owner_role):

@@ -72,16 +72,15 @@ class ProcessGroup:
     def first_exited(self) -> Child | None:
         return next((c for c in self.children if c.process.poll() is not None), None)
 
-    def stop(self, timeout_s: float = 15.0) -> None:
-        """SIGTERM every child (they drain), then SIGKILL what is left after `timeout_s`."""
+    def stop(self, timeout_s: float = 20.0) -> None:
+        """Stop children in reverse start order, each drained (SIGTERM) before the next, so nothing
+        still running depends on one already gone; SIGKILL what is left when `timeout_s` runs out."""
+        deadline = time.monotonic() + timeout_s
         for child in reversed(self.children):
             if child.process.poll() is None:
                 child.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        for child in self.children:
-            remaining = max(0.1, deadline - time.monotonic())
             try:
-                child.process.wait(timeout=remaining)
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 child.process.kill()
                 child.process.wait()
