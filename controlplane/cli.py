@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import enum
 import os
+import shlex
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn
 
 import psycopg
@@ -21,6 +23,8 @@ from controlplane.db.layout import DatabaseLayout
 from controlplane.db.migrate import MigrationError
 from controlplane.db.tenants import TenantError
 from controlplane.errors import EnvironmentProblem, UsageProblem
+from controlplane.render.apply import NginxFailure
+from controlplane.render.nginx import RenderError
 
 
 class ExitStatus(enum.IntEnum):
@@ -132,6 +136,32 @@ def cmd_tenant(ns: argparse.Namespace) -> ExitStatus:
     return ExitStatus.OK
 
 
+def cmd_nginx(ns: argparse.Namespace) -> ExitStatus:
+    from controlplane.render.apply import apply, check
+    from controlplane.render.nginx import render
+
+    config = load_config(ns.config)
+    if ns.nginx_command == "render":
+        out = Path(ns.out).absolute()
+        rendering = render(config, out)
+        if ns.diff:
+            changes = rendering.diff(out)
+            print(changes or f"{out}: no changes (version {rendering.version})", end="" if changes else "\n")
+            return ExitStatus.OK
+        rendering.write(out)
+        print(f"wrote {len(rendering.files)} files to {out} (version {rendering.version})")
+    elif ns.nginx_command == "check":
+        rendering = check(config)
+        print(f"nginx -t: OK ({len(rendering.files)} files, {len(config.tenants)} tenant(s))")
+    else:
+        report = apply(config, Path(ns.dir), reload_command=shlex.split(ns.reload_command),
+                       main_config=Path(ns.nginx_conf) if ns.nginx_conf else None, verify_url=ns.verify_url)
+        for step in report.steps:
+            print(f"  {step}")
+        print(f"nginx is serving version {report.version}" + ("" if report.changed else " (unchanged)"))
+    return ExitStatus.OK
+
+
 def cmd_demo(ns: argparse.Namespace) -> ExitStatus:
     from controlplane.demo import run_demo
 
@@ -194,6 +224,22 @@ def build_parser() -> argparse.ArgumentParser:
         _db_options(parser_)
         parser_.set_defaults(func=cmd_tenant)
 
+    p = sub.add_parser("nginx", help="generate, test and apply nginx includes from the routing file")
+    n_sub = p.add_subparsers(dest="nginx_command", required=True, metavar="ACTION")
+    r = n_sub.add_parser("render", help="write the includes (byte-identical for the same input)")
+    r.add_argument("--out", required=True, help="the directory nginx will include them from")
+    r.add_argument("--diff", action="store_true", help="show what would change in --out; write nothing")
+    c = n_sub.add_parser("check", help="run the real nginx -t on the rendered includes")
+    a = n_sub.add_parser("apply", help="render, test, swap atomically, reload, verify; restore on failure")
+    a.add_argument("--dir", required=True, help="the live directory (a symlink to the current release)")
+    a.add_argument("--reload-command", default="nginx -s reload")
+    a.add_argument("--nginx-conf", help="test this main config after the swap (e.g. /etc/nginx/nginx.conf)")
+    a.add_argument("--verify-url", help="where the new version must show (default: first listen port on "
+                   "127.0.0.1, path /__dualstack/version)")
+    for parser_ in (r, c, a):
+        parser_.add_argument("--config", required=True, help="the routing file")
+        parser_.set_defaults(func=cmd_nginx)
+
     p = sub.add_parser("demo", help="run the whole stack locally on embedded defaults")
     p.add_argument("--state-dir", default=".dualstack-demo", help="where the demo keeps its files")
     p.add_argument("--port", type=int, default=8080, help="the router's port (admin: port + 1020)")
@@ -244,7 +290,7 @@ def run(argv: Sequence[str] | None = None) -> ExitStatus:
     except (UsageProblem, ValueError) as exc:
         print(f"dualstack: {exc}", file=sys.stderr)
         return ExitStatus.USAGE
-    except (TenantError, MigrationError) as exc:
+    except (TenantError, MigrationError, NginxFailure, RenderError) as exc:
         print(f"dualstack: {exc}", file=sys.stderr)
         return ExitStatus.INVALID
     except KeyboardInterrupt:

@@ -38,6 +38,9 @@ class UpstreamSpec:
     pool_size: int = 100
 
 
+Via = Literal["router", "direct"]
+
+
 @dataclass(frozen=True, slots=True)
 class TenantSpec:
     """What ops declare for one tenant."""
@@ -45,6 +48,27 @@ class TenantSpec:
     slug: str
     backend: Backend
     hosts: tuple[str, ...] = ()
+    # How nginx reaches the backend: through the router (metrics, shadow, live flips) or directly.
+    via: Via = "router"
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSpec:
+    port: int
+    certificate: str
+    certificate_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class NginxSpec:
+    """What the generated nginx includes need beyond the routing itself."""
+
+    router_url: str = "http://127.0.0.1:8080"
+    listen_ports: tuple[int, ...] = (80,)
+    tls: TlsSpec | None = None
+    access_log: str = "/var/log/nginx/dualstack.access.log"
+    default_server: bool = True  # answer unknown hosts here (off if the host has its own default)
+    keepalive: int = 32
 
 
 def _frozen(mapping: Mapping[K, V]) -> Mapping[K, V]:
@@ -60,6 +84,7 @@ class RoutingConfig:
     platform_subdomains: frozenset[str]
     trusted_proxies: tuple[IPNetwork, ...]
     tenants: Mapping[str, TenantSpec]
+    nginx: NginxSpec = field(default_factory=NginxSpec)
     source: str = "<memory>"
     digest: str = ""
     # host (lower case, no port) -> slug, for the explicit `hosts` entries only

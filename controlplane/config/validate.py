@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import ipaddress
@@ -18,16 +19,21 @@ from controlplane.config.model import (
     SLUG_RE,
     Backend,
     IPNetwork,
+    NginxSpec,
     RoutingConfig,
     TenantSpec,
+    TlsSpec,
     UpstreamSpec,
 )
 
 _LABEL_RE: Final = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
-TOP_KEYS: Final = {"upstreams", "base_domain", "platform_subdomains", "trusted_proxies", "tenants"}
+TOP_KEYS: Final = {"upstreams", "base_domain", "platform_subdomains", "trusted_proxies", "tenants", "nginx"}
 UPSTREAM_KEYS: Final = {"url", "connect_timeout_s", "read_timeout_s", "pool_size"}
-TENANT_KEYS: Final = {"backend", "hosts"}
+TENANT_KEYS: Final = {"backend", "hosts", "via"}
+NGINX_KEYS: Final = {"router_url", "listen_ports", "tls", "access_log", "default_server", "keepalive"}
+TLS_KEYS: Final = {"port", "certificate", "certificate_key"}
+_NGINX_PATH_RE: Final = re.compile(r"^/[A-Za-z0-9._/-]+$")
 
 Path_ = tuple[PathKey, ...]
 
@@ -198,6 +204,7 @@ def build_config(doc: LoadedDocument, digest: str = "") -> RoutingConfig:
             trusted.append(network)
 
     tenants = _tenants(c, data.get("tenants"), base_domain, platform)
+    nginx = _nginx(c, data["nginx"]) if "nginx" in data else NginxSpec()
     if c.issues:
         raise ConfigError(tuple(sorted(c.issues, key=lambda i: (i.line, i.path))))
     return RoutingConfig(
@@ -206,6 +213,7 @@ def build_config(doc: LoadedDocument, digest: str = "") -> RoutingConfig:
         platform_subdomains=frozenset(platform),
         trusted_proxies=tuple(trusted),
         tenants=tenants,
+        nginx=nginx,
         source=doc.source,
         digest=digest,
     )
@@ -268,10 +276,64 @@ def _tenants(
                       f"host '{implicit}' belongs to tenant '{slug}' by its slug "
                       f"(line {c.doc.line_of(path)})")
             claimed.setdefault(implicit, (slug, path))
-        if backend in BACKENDS and SLUG_RE.match(str(slug)):
+        via = entry.get("via", "router")
+        if via not in ("router", "direct"):
+            c.add((*path, "via"), f"via must be router or direct, not '{via}'")
+        elif backend in BACKENDS and SLUG_RE.match(str(slug)):
             tenants[slug] = TenantSpec(slug=slug, backend=cast(Backend, backend),
-                                       hosts=tuple(dict.fromkeys(hosts)))
+                                       hosts=tuple(dict.fromkeys(hosts)), via=via)
     return tenants
+
+
+def _nginx_path(c: _Collector, value: Any, path: Path_) -> str | None:
+    text = c.string(value, path)
+    if text is not None and not _NGINX_PATH_RE.match(text):
+        c.add(path, f"'{text}' must be an absolute path of letters, digits, '.', '_', '-' and '/'")
+        return None
+    return text
+
+
+def _port(c: _Collector, value: Any, path: Path_) -> int | None:
+    number = c.number(value, path, minimum=1, integer=True)
+    if number is not None and number > 65535:
+        c.add(path, f"{int(number)} is not a TCP port")
+        return None
+    return None if number is None else int(number)
+
+
+def _nginx(c: _Collector, raw: Any) -> NginxSpec:
+    spec = NginxSpec()
+    if not c.mapping(raw, ("nginx",), NGINX_KEYS, set()):
+        return spec
+    kwargs: dict[str, Any] = {}
+    if "router_url" in raw:
+        url = c.string(raw["router_url"], ("nginx", "router_url"))
+        if url is not None and (checked := _check_url(c, url, ("nginx", "router_url"))) is not None:
+            kwargs["router_url"] = checked
+    if "listen_ports" in raw:
+        ports = raw["listen_ports"]
+        if not isinstance(ports, list) or not ports:
+            c.add(("nginx", "listen_ports"), "must be a non-empty list of ports")
+        else:
+            checked_ports = [_port(c, p, ("nginx", "listen_ports", i)) for i, p in enumerate(ports)]
+            kwargs["listen_ports"] = tuple(p for p in checked_ports if p is not None)
+    if "access_log" in raw and (log := _nginx_path(c, raw["access_log"], ("nginx", "access_log"))):
+        kwargs["access_log"] = log
+    if "default_server" in raw:
+        if not isinstance(raw["default_server"], bool):
+            c.add(("nginx", "default_server"), "must be true or false")
+        else:
+            kwargs["default_server"] = raw["default_server"]
+    if "keepalive" in raw and (n := c.number(raw["keepalive"], ("nginx", "keepalive"), minimum=1, integer=True)):
+        kwargs["keepalive"] = int(n)
+    if "tls" in raw and c.mapping(raw["tls"], ("nginx", "tls"), TLS_KEYS, TLS_KEYS):
+        tls = raw["tls"]
+        port = _port(c, tls.get("port"), ("nginx", "tls", "port"))
+        cert = _nginx_path(c, tls.get("certificate"), ("nginx", "tls", "certificate"))
+        key = _nginx_path(c, tls.get("certificate_key"), ("nginx", "tls", "certificate_key"))
+        if port is not None and cert and key:
+            kwargs["tls"] = TlsSpec(port, cert, key)
+    return dataclasses.replace(spec, **kwargs)
 
 
 def load_config(path: str | Path) -> RoutingConfig:

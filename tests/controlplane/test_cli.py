@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -53,3 +54,35 @@ def test_serve_with_a_broken_file_exits_2_and_says_why(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert f"{bad}:1: (document): invalid YAML" in result.stderr
     assert "not starting" in result.stderr
+
+
+def test_nginx_render_diff_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    example = REPO / "configs" / "routing.example.yaml"
+    out = tmp_path / "dualstack"
+    assert run(["nginx", "render", "--config", str(example), "--out", str(out)]) == ExitStatus.OK
+    assert "wrote 6 files" in capsys.readouterr().out
+    assert (out / "tenants" / "buatfilm.conf").exists()
+    assert run(["nginx", "render", "--config", str(example), "--out", str(out), "--diff"]) == ExitStatus.OK
+    assert "no changes" in capsys.readouterr().out
+    flipped = tmp_path / "routing.example.yaml"  # the same name: headers name the source file
+    flipped.write_text(example.read_text().replace("backend: v1", "backend: v2"))
+    assert run(["nginx", "render", "--config", str(flipped), "--out", str(out), "--diff"]) == ExitStatus.OK
+    diff = capsys.readouterr().out
+    assert "+        proxy_pass http://dualstack_router_then_v2;" in diff
+    assert [line for line in diff.splitlines() if line.startswith("--- ")] == [
+        "--- a/tenants/buatfilm.conf", "--- a/version.conf"]
+    assert (out / "tenants" / "buatfilm.conf").read_text().count("dualstack_router_then_v1") == 2  # untouched
+
+
+def test_nginx_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    https = tmp_path / "https.yaml"
+    https.write_text((REPO / "configs" / "routing.example.yaml").read_text()
+                     .replace('"http://127.0.0.1:3002"', '"https://127.0.0.1:3002"'))
+    assert run(["nginx", "render", "--config", str(https), "--out", str(tmp_path / "o")]) == ExitStatus.INVALID
+    assert "upstreams.v1.url is https://127.0.0.1:3002" in capsys.readouterr().err
+    if shutil.which("nginx") or Path("/usr/sbin/nginx").exists():
+        tls = tmp_path / "tls.yaml"
+        tls.write_text((REPO / "configs" / "routing.example.yaml").read_text().replace(
+            "\nnginx:\n", "\nnginx:\n  tls: {port: 8443, certificate: /missing/c.pem, certificate_key: /missing/k.pem}\n", 1))
+        assert run(["nginx", "check", "--config", str(tls)]) == ExitStatus.INVALID
+        assert "/missing/c.pem" in capsys.readouterr().err  # nginx's own message
