@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from controlplane.config import ConfigFile
 from proxy import keys
 from proxy.admin import create_admin_app
 from proxy.forward import (
+    Capture,
     MidStreamFailure,
     UpstreamFailure,
     UpstreamPools,
@@ -22,9 +24,10 @@ from proxy.forward import (
     error_response,
     forward,
 )
-from proxy.headers import REQUEST_ID, request_id_from, upstream_head
+from proxy.headers import REQUEST_ID, SHADOW_HEADER, request_id_from, upstream_head
 from proxy.metrics import NO_BACKEND, UNKNOWN_TENANT, ProxyMetrics
-from proxy.routing import RoutingTable
+from proxy.mirror import Mirror, ShadowJob, skip_reason
+from proxy.routing import Route, RoutingTable
 from proxy.state import RouterState
 from proxy.tasks import TaskPool
 from proxy.tenant import TENANT_HEADER
@@ -68,11 +71,22 @@ async def handle(request: web.Request) -> web.StreamResponse:
         body_framing=framing,
     )
     pool = app[keys.POOLS].pool_for(route.upstream)
+    capture = None
+    if route.shadow is not None:
+        reason = skip_reason(route, request.method, request.path, request.content_length, request.body_exists)
+        if reason is None:
+            capture = Capture()
+        elif reason in _DROPS:
+            metrics.shadow_dropped(route.tenant, reason)
+        else:
+            metrics.shadow_skipped(route.tenant, reason)
     status = 500
     try:
         response = await forward(request, pool, head, chunked=chunked,
-                                 request_id=request_id, backend=backend)
+                                 request_id=request_id, backend=backend, capture=capture)
         status = response.status
+        if capture is not None:
+            await _offer_shadow(request, route, head, capture, time.perf_counter() - started)
         return response
     except UpstreamFailure as failure:
         metrics.upstream_error(route.tenant, backend, failure.kind)
@@ -93,6 +107,28 @@ async def handle(request: web.Request) -> web.StreamResponse:
         raise
     finally:
         metrics.observe(route.tenant, backend, status, time.perf_counter() - started)
+
+
+_DROPS = frozenset({"body_too_large"})
+_SHADOW_LINE = f"{SHADOW_HEADER}: 1\r\n".encode()
+
+
+async def _offer_shadow(request: web.Request, route: Route, head: bytes, capture: Capture, elapsed_s: float) -> None:
+    """Queue the shadow copy (never waits); the comparison needs the primary's whole answer."""
+    metrics = request.app[keys.METRICS]
+    if capture.body is None:
+        metrics.shadow_dropped(route.tenant, "response_streamed")
+        return
+    spec = route.shadow
+    assert spec is not None
+    mirror = request.app[keys.MIRROR]
+    method = request.method
+    body = await request.read() if request.body_exists else None  # already read: aiohttp keeps it
+    mirror.offer(ShadowJob(
+        route=route, endpoint=mirror.endpoint(route.tenant, method, request.path), method=method,
+        shadow_head=head[:-2] + _SHADOW_LINE + b"\r\n", primary_head=head, body=body,
+        primary_status=capture.status, primary_body=capture.body, primary_elapsed_s=elapsed_s,
+        learn_noise=method in ("GET", "HEAD") and random.random() < spec.noise_sample_rate))
 
 
 def _joined(headers: CIMultiDictProxy[str], name: str) -> str | None:
@@ -116,6 +152,8 @@ def create_apps(
         pools.keep_only(set(table.config.upstreams.values()))
 
     state = RouterState(ConfigFile(config_path), metrics, on_swap=on_swap)
+    mirror = Mirror(state.table.config.shadow_limits, pools, metrics,
+                    TaskPool("shadow", limit=state.table.config.shadow_limits.concurrency))
 
     app = web.Application(handler_args={"max_field_size": 16384})
     app[keys.STATE] = state
@@ -123,11 +161,14 @@ def create_apps(
     app[keys.REGISTRY] = registry
     app[keys.POOLS] = pools
     app[keys.TASKS] = tasks
+    app[keys.MIRROR] = mirror
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         tasks.spawn(state.watch(reload_interval_s), name="config-watch")
+        mirror.start()
         yield
         state.draining = True
+        await mirror.close()
         await tasks.close(timeout_s=0)
         await pools.close()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import dataclass
 from typing import Final
 
 from aiohttp import web
@@ -66,6 +67,34 @@ async def _close_later(pool: UpstreamPool, grace_s: float) -> None:
         await pool.close()
 
 
+@dataclass(slots=True)
+class Capture:
+    """The primary's answer, kept for the shadow comparison when it was small enough to read whole."""
+
+    status: int = 0
+    body: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Exchanged:
+    status: int
+    body: bytes
+
+
+async def exchange(pool: UpstreamPool, head: bytes, body: bytes | None, *, max_body_bytes: int) -> Exchanged:
+    """One whole request/response with an upstream (shadow copies): no streaming, bounded size."""
+    conn, _ = await pool.acquire()
+    try:
+        conn.begin(head, body, pool.spec.read_timeout_s)
+        await conn.read_head()
+        length = _content_length(conn.headers)
+        if length is not None and length > max_body_bytes:
+            raise UpstreamError("too_large", f"answered {length} bytes, more than {max_body_bytes}")
+        return Exchanged(conn.status, await conn.read_all())
+    finally:
+        pool.release(conn, reusable=conn.finish())
+
+
 class UpstreamFailure(Exception):
     """No response head could be had from the upstream; becomes a 502 or 504 for the client."""
 
@@ -117,6 +146,7 @@ async def forward(
     chunked: bool,
     request_id: str,
     backend: str,
+    capture: Capture | None = None,
 ) -> web.StreamResponse:
     """Send the request upstream and relay the answer; raise UpstreamFailure before any byte is sent.
 
@@ -154,14 +184,14 @@ async def forward(
                 await conn.read_head()
             except UpstreamError as retry_error:
                 raise _failure(retry_error, backend) from None
-        return await _relay(request, conn, request_id=request_id, backend=backend)
+        return await _relay(request, conn, request_id=request_id, backend=backend, capture=capture)
     finally:
         # Reused only after a complete exchange; a cancelled or failed one closes the connection.
         pool.release(conn, reusable=conn.finish())
 
 
 async def _relay(
-    request: web.Request, conn: UpstreamConnection, *, request_id: str, backend: str
+    request: web.Request, conn: UpstreamConnection, *, request_id: str, backend: str, capture: Capture | None
 ) -> web.StreamResponse:
     out_headers = client_response_headers(conn.headers, request_id=request_id, backend=backend)
     length = _content_length(conn.headers)
@@ -172,6 +202,8 @@ async def _relay(
             payload = await conn.read_all()
         except UpstreamError as error:
             raise _failure(error, backend) from None
+        if capture is not None:
+            capture.status, capture.body = conn.status, payload
         return web.Response(status=conn.status, reason=reason, headers=out_headers, body=payload)
     response = web.StreamResponse(status=conn.status, reason=reason, headers=out_headers)
     if length is not None:

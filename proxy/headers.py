@@ -24,13 +24,15 @@ HOP_BY_HOP: Final = frozenset({
 
 REQUEST_ID: Final = "X-Request-ID"
 BACKEND_HEADER: Final = "X-Dualstack-Backend"
+# Marks a mirrored copy (v2 runs it dry). Only the router sets it: a client's copy is dropped.
+SHADOW_HEADER: Final = "X-Dualstack-Shadow"
 
 # Headers the router sets on the upstream request itself; a client's copy never passes through.
 # Content-Length and Expect go too: the router frames the body it sends on its own.
 _REQUEST_DROP: Final = frozenset(
     name.encode() for name in HOP_BY_HOP | {
         TENANT_HEADER.lower(), REQUEST_ID.lower(), "x-forwarded-for", "x-forwarded-proto",
-        "x-forwarded-host", "forwarded", "x-real-ip", "host", "content-length", "expect",
+        "x-forwarded-host", "forwarded", "x-real-ip", "host", "content-length", "expect", SHADOW_HEADER.lower(),
     }
 )
 # Set on responses by the router; an upstream's copy is replaced. Content-Length is the router's

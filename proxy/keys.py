@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 if TYPE_CHECKING:
     from proxy.forward import UpstreamPools
     from proxy.metrics import ProxyMetrics
+    from proxy.mirror import Mirror
     from proxy.state import RouterState
     from proxy.tasks import TaskPool
 
@@ -18,6 +19,7 @@ METRICS: web.AppKey[ProxyMetrics] = web.AppKey("metrics")
 REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry")
 POOLS: web.AppKey[UpstreamPools] = web.AppKey("pools")
 TASKS: web.AppKey[TaskPool] = web.AppKey("tasks")
+MIRROR: web.AppKey[Mirror] = web.AppKey("mirror")
 
 # -- the v2 payment service -------------------------------------------------------------------
 if TYPE_CHECKING:

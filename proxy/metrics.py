@@ -86,6 +86,27 @@ class ProxyMetrics:
             "Background tasks refused because their pool was full or closed.",
             ["pool", "reason"], registry=registry,
         )
+        self.shadow_requests = Counter(
+            "dualstack_shadow_requests", "Shadow copies by outcome: sent, dropped, error, timeout.",
+            ["tenant", "result"], registry=registry,
+        )
+        self.shadow_drops = Counter(
+            "dualstack_shadow_dropped",
+            "Copies that should have been mirrored but were not, by reason (queue_full, body_too_large, "
+            "response_streamed).", ["tenant", "reason"], registry=registry,
+        )
+        self.shadow_skips = Counter(
+            "dualstack_shadow_skipped", "Requests not mirrored by design, by reason (not_sampled, admin, "
+            "route_not_mirrored, write_to_v1).", ["tenant", "reason"], registry=registry,
+        )
+        self.shadow_comparisons = Counter(
+            "dualstack_shadow_comparisons", "Primary-vs-shadow comparisons: match, mismatch, noise.",
+            ["tenant", "endpoint", "result"], registry=registry,
+        )
+        self.shadow_latency_seconds = Histogram(
+            "dualstack_shadow_latency_seconds", "Latency of mirrored request pairs, by side (primary, shadow).",
+            ["tenant", "side"], buckets=DURATION_BUCKETS, registry=registry,
+        )
         # Label children are looked up once per (tenant, backend), not per request.
         self._request_children: dict[tuple[str, str, str], Counter] = {}
         self._duration_children: dict[tuple[str, str], Histogram] = {}
@@ -102,6 +123,23 @@ class ProxyMetrics:
         if histogram is None:
             histogram = self._duration_children[pair] = self.duration.labels(*pair)
         histogram.observe(seconds)
+
+    def shadow_request(self, tenant: str, result: str) -> None:
+        self.shadow_requests.labels(tenant, result).inc()
+
+    def shadow_dropped(self, tenant: str, reason: str) -> None:
+        self.shadow_requests.labels(tenant, "dropped").inc()
+        self.shadow_drops.labels(tenant, reason).inc()
+
+    def shadow_skipped(self, tenant: str, reason: str) -> None:
+        self.shadow_skips.labels(tenant, reason).inc()
+
+    def shadow_comparison(self, tenant: str, endpoint: str, result: str) -> None:
+        self.shadow_comparisons.labels(tenant, endpoint, result).inc()
+
+    def shadow_latency(self, tenant: str, primary_s: float, shadow_s: float) -> None:
+        self.shadow_latency_seconds.labels(tenant, "primary").observe(primary_s)
+        self.shadow_latency_seconds.labels(tenant, "shadow").observe(shadow_s)
 
     def upstream_error(self, tenant: str, backend: str, kind: str) -> None:
         self.upstream_errors.labels(tenant, backend, kind).inc()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controlplane.config.model import Backend, RoutingConfig, UpstreamSpec
+from controlplane.config.model import Backend, RoutingConfig, ShadowSpec, UpstreamSpec
 from proxy.tenant import TenantRule
 
 
@@ -13,6 +13,9 @@ class Route:
     tenant: str
     backend: Backend
     upstream: UpstreamSpec
+    shadow: ShadowSpec | None = None
+    shadow_backend: Backend | None = None  # the other backend, when mirrored
+    shadow_upstream: UpstreamSpec | None = None
 
 
 class RoutingTable:
@@ -28,10 +31,13 @@ class RoutingTable:
         self.config = config
         self.generation = generation
         self.rule = TenantRule.from_config(config)
-        self.routes: dict[str, Route] = {
-            slug: Route(slug, tenant.backend, config.upstreams[tenant.backend])
-            for slug, tenant in config.tenants.items()
-        }
+        self.routes: dict[str, Route] = {}
+        for slug, tenant in config.tenants.items():
+            other: Backend = "v2" if tenant.backend == "v1" else "v1"
+            mirrored = tenant.shadow is not None
+            self.routes[slug] = Route(slug, tenant.backend, config.upstreams[tenant.backend], tenant.shadow,
+                                      other if mirrored else None,
+                                      config.upstreams[other] if mirrored else None)
 
     def route_for(self, tenant: str) -> Route | None:
         return self.routes.get(tenant)

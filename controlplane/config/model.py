@@ -39,6 +39,33 @@ class UpstreamSpec:
 
 
 Via = Literal["router", "direct"]
+RouteClass = Literal["read", "write", "webhook", "admin"]
+ROUTE_CLASSES: Final[tuple[RouteClass, ...]] = ("read", "write", "webhook", "admin")
+DEFAULT_SHADOW_IGNORE: Final = ("$.token", "$.paymentUrl", "$.redirectUrl")
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowSpec:
+    """Mirroring of one tenant's requests to the other backend, and how answers are compared."""
+
+    sample_rate: float = 1.0
+    # Admin is never mirrored; writes and webhooks only when the shadow is v2 (which runs them dry).
+    routes: frozenset[RouteClass] = frozenset({"read", "write", "webhook"})
+    max_body_bytes: int = 64 * 1024
+    ignore: frozenset[str] = frozenset(DEFAULT_SHADOW_IGNORE)
+    case_insensitive: frozenset[str] = frozenset()
+    numeric_tolerance: float = 0.0
+    ignore_extra_fields: bool = True
+    noise_sample_rate: float = 0.05  # safe requests also sent twice to the primary, to learn noise
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowLimits:
+    """Router-wide bounds on shadow work: it may never slow the primary."""
+
+    queue_size: int = 1000
+    concurrency: int = 32
+    timeout_s: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +77,7 @@ class TenantSpec:
     hosts: tuple[str, ...] = ()
     # How nginx reaches the backend: through the router (metrics, shadow, live flips) or directly.
     via: Via = "router"
+    shadow: ShadowSpec | None = None  # None: not mirrored
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +113,7 @@ class RoutingConfig:
     trusted_proxies: tuple[IPNetwork, ...]
     tenants: Mapping[str, TenantSpec]
     nginx: NginxSpec = field(default_factory=NginxSpec)
+    shadow_limits: ShadowLimits = field(default_factory=ShadowLimits)
     source: str = "<memory>"
     digest: str = ""
     # host (lower case, no port) -> slug, for the explicit `hosts` entries only

@@ -16,11 +16,14 @@ from controlplane.config.load import LoadedDocument, parse_document, read_docume
 from controlplane.config.model import (
     BACKENDS,
     DEFAULT_TRUSTED_PROXIES,
+    ROUTE_CLASSES,
     SLUG_RE,
     Backend,
     IPNetwork,
     NginxSpec,
     RoutingConfig,
+    ShadowLimits,
+    ShadowSpec,
     TenantSpec,
     TlsSpec,
     UpstreamSpec,
@@ -28,9 +31,13 @@ from controlplane.config.model import (
 
 _LABEL_RE: Final = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
-TOP_KEYS: Final = {"upstreams", "base_domain", "platform_subdomains", "trusted_proxies", "tenants", "nginx"}
+TOP_KEYS: Final = {"upstreams", "base_domain", "platform_subdomains", "trusted_proxies", "tenants", "nginx", "shadow"}
 UPSTREAM_KEYS: Final = {"url", "connect_timeout_s", "read_timeout_s", "pool_size"}
-TENANT_KEYS: Final = {"backend", "hosts", "via"}
+TENANT_KEYS: Final = {"backend", "hosts", "via", "shadow"}
+SHADOW_KEYS: Final = {"enabled", "sample_rate", "routes", "max_body_bytes", "ignore", "case_insensitive",
+                      "numeric_tolerance", "ignore_extra_fields", "noise_sample_rate"}
+SHADOW_LIMIT_KEYS: Final = {"queue_size", "concurrency", "timeout_s"}
+_JSON_PATH_RE: Final = re.compile(r"^\$(\.[A-Za-z0-9_-]+|\[(\d+|\*)\])*$")
 NGINX_KEYS: Final = {"router_url", "listen_ports", "tls", "access_log", "default_server", "keepalive"}
 TLS_KEYS: Final = {"port", "certificate", "certificate_key"}
 _NGINX_PATH_RE: Final = re.compile(r"^/[A-Za-z0-9._/-]+$")
@@ -205,6 +212,7 @@ def build_config(doc: LoadedDocument, digest: str = "") -> RoutingConfig:
 
     tenants = _tenants(c, data.get("tenants"), base_domain, platform)
     nginx = _nginx(c, data["nginx"]) if "nginx" in data else NginxSpec()
+    limits = _shadow_limits(c, data["shadow"]) if "shadow" in data else ShadowLimits()
     if c.issues:
         raise ConfigError(tuple(sorted(c.issues, key=lambda i: (i.line, i.path))))
     return RoutingConfig(
@@ -214,6 +222,7 @@ def build_config(doc: LoadedDocument, digest: str = "") -> RoutingConfig:
         trusted_proxies=tuple(trusted),
         tenants=tenants,
         nginx=nginx,
+        shadow_limits=limits,
         source=doc.source,
         digest=digest,
     )
@@ -279,9 +288,11 @@ def _tenants(
         via = entry.get("via", "router")
         if via not in ("router", "direct"):
             c.add((*path, "via"), f"via must be router or direct, not '{via}'")
-        elif backend in BACKENDS and SLUG_RE.match(str(slug)):
+            continue
+        shadow = _shadow(c, entry["shadow"], (*path, "shadow")) if "shadow" in entry else None
+        if backend in BACKENDS and SLUG_RE.match(str(slug)):
             tenants[slug] = TenantSpec(slug=slug, backend=cast(Backend, backend),
-                                       hosts=tuple(dict.fromkeys(hosts)), via=via)
+                                       hosts=tuple(dict.fromkeys(hosts)), via=via, shadow=shadow)
     return tenants
 
 
@@ -334,6 +345,75 @@ def _nginx(c: _Collector, raw: Any) -> NginxSpec:
         if port is not None and cert and key:
             kwargs["tls"] = TlsSpec(port, cert, key)
     return dataclasses.replace(spec, **kwargs)
+
+
+def _fraction(c: _Collector, value: Any, path: Path_) -> float | None:
+    number = c.number(value, path, minimum=0)
+    if number is not None and number > 1:
+        c.add(path, f"must be between 0 and 1, got {value}")
+        return None
+    return number
+
+
+def _json_paths(c: _Collector, value: Any, path: Path_) -> frozenset[str]:
+    out = set()
+    for item_path, text in c.string_list(value, path):
+        if not _JSON_PATH_RE.match(text):
+            c.add(item_path, f"'{text}' is not a JSON path such as $.token or $.items[*].id")
+        else:
+            out.add(text)
+    return frozenset(out)
+
+
+def _shadow(c: _Collector, raw: Any, path: Path_) -> ShadowSpec | None:
+    if not c.mapping(raw, path, SHADOW_KEYS, set()):
+        return None
+    if raw.get("enabled", True) is False:
+        return None
+    if "enabled" in raw and not isinstance(raw["enabled"], bool):
+        c.add((*path, "enabled"), "must be true or false")
+    spec = ShadowSpec()
+    kwargs: dict[str, Any] = {}
+    for key in ("sample_rate", "noise_sample_rate"):
+        if key in raw and (n := _fraction(c, raw[key], (*path, key))) is not None:
+            kwargs[key] = n
+    if "routes" in raw:
+        routes = set()
+        for item_path, text in c.string_list(raw["routes"], (*path, "routes")):
+            if text not in ROUTE_CLASSES:
+                c.add(item_path, f"unknown route class '{text}' (expected {', '.join(ROUTE_CLASSES)})")
+            elif text == "admin":
+                c.add(item_path, "admin routes are never mirrored")
+            else:
+                routes.add(text)
+        kwargs["routes"] = frozenset(routes)
+    if "max_body_bytes" in raw and (n := c.number(raw["max_body_bytes"], (*path, "max_body_bytes"), minimum=0,
+                                                   integer=True)) is not None:
+        kwargs["max_body_bytes"] = int(n)
+    if "ignore" in raw:
+        kwargs["ignore"] = _json_paths(c, raw["ignore"], (*path, "ignore"))
+    if "case_insensitive" in raw:
+        kwargs["case_insensitive"] = _json_paths(c, raw["case_insensitive"], (*path, "case_insensitive"))
+    if "numeric_tolerance" in raw and (n := c.number(raw["numeric_tolerance"], (*path, "numeric_tolerance"),
+                                                      minimum=0)) is not None:
+        kwargs["numeric_tolerance"] = n
+    if "ignore_extra_fields" in raw:
+        if not isinstance(raw["ignore_extra_fields"], bool):
+            c.add((*path, "ignore_extra_fields"), "must be true or false")
+        else:
+            kwargs["ignore_extra_fields"] = raw["ignore_extra_fields"]
+    return dataclasses.replace(spec, **kwargs)
+
+
+def _shadow_limits(c: _Collector, raw: Any) -> ShadowLimits:
+    limits = ShadowLimits()
+    if not c.mapping(raw, ("shadow",), SHADOW_LIMIT_KEYS, set()):
+        return limits
+    kwargs: dict[str, Any] = {}
+    for key, integer, minimum in (("queue_size", True, 1), ("concurrency", True, 1), ("timeout_s", False, 0.01)):
+        if key in raw and (n := c.number(raw[key], ("shadow", key), minimum=minimum, integer=integer)) is not None:
+            kwargs[key] = int(n) if integer else n
+    return dataclasses.replace(limits, **kwargs)
 
 
 def load_config(path: str | Path) -> RoutingConfig:

@@ -1,0 +1,123 @@
+"""Comparing a primary answer with its shadow: normalise, then a structured diff by JSON path.
+
+Pure functions. A Difference names the path, the kind (missing / extra / type_changed /
+value_changed / status) and both values; the caller decides which paths are noise.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+DifferenceKind = Literal["status", "missing", "extra", "type_changed", "value_changed", "body"]
+
+_ID_SEGMENT: Final = re.compile(
+    r"^(?:\d+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|(?=[A-Za-z0-9._~-]*\d)[A-Za-z0-9._~-]{6,})$")
+# Known routes of the payment API, then a generic rule: segments that look like ids become {id}.
+_TEMPLATES: Final = ((re.compile(r"^/orders/[^/]+/status$"), "/orders/{id}/status"),)
+
+
+def endpoint_template(method: str, path: str) -> str:
+    """`GET /orders/261225AB12CD/status` -> `GET /orders/{id}/status`: bounded, never a raw path."""
+    for pattern, template in _TEMPLATES:
+        if pattern.match(path):
+            return f"{method} {template}"
+    segments = ["{id}" if _ID_SEGMENT.match(s) else s for s in path.split("/")]
+    return f"{method} {'/'.join(segments)[:120]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Normalisation:
+    """Declared in the routing file per tenant: what differences do not count."""
+
+    ignore: frozenset[str] = frozenset()  # JSON paths, e.g. "$.token"; "$.a[*].b" matches every item
+    case_insensitive: frozenset[str] = frozenset()
+    numeric_tolerance: float = 0.0  # absolute
+    ignore_extra_fields: bool = True  # fields only the shadow has are compatible additions
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    path: str
+    kind: DifferenceKind
+    primary: Any = None
+    shadow: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    differences: tuple[Difference, ...] = field(default_factory=tuple)
+
+    @property
+    def matches(self) -> bool:
+        return not self.differences
+
+
+def _generic(path: str) -> str:
+    return re.sub(r"\[\d+\]", "[*]", path)
+
+
+def _listed(path: str, paths: frozenset[str]) -> bool:
+    return path in paths or _generic(path) in paths
+
+
+def _walk(primary: Any, shadow: Any, path: str, rules: Normalisation) -> Iterator[Difference]:
+    if _listed(path, rules.ignore):
+        return
+    if isinstance(primary, dict) and isinstance(shadow, dict):
+        for key in primary.keys() | shadow.keys():
+            child = f"{path}.{key}"
+            if _listed(child, rules.ignore):
+                continue
+            if key not in shadow:
+                yield Difference(child, "missing", primary[key], None)
+            elif key not in primary:
+                if not rules.ignore_extra_fields:
+                    yield Difference(child, "extra", None, shadow[key])
+            else:
+                yield from _walk(primary[key], shadow[key], child, rules)
+        return
+    if isinstance(primary, list) and isinstance(shadow, list):
+        for index in range(max(len(primary), len(shadow))):
+            child = f"{path}[{index}]"
+            if index >= len(shadow):
+                yield Difference(child, "missing", primary[index], None)
+            elif index >= len(primary):
+                yield Difference(child, "extra", None, shadow[index])
+            else:
+                yield from _walk(primary[index], shadow[index], child, rules)
+        return
+    numbers = (int, float)
+    if isinstance(primary, numbers) and isinstance(shadow, numbers) and not isinstance(primary, bool) \
+            and not isinstance(shadow, bool):
+        if abs(primary - shadow) > rules.numeric_tolerance:
+            yield Difference(path, "value_changed", primary, shadow)
+        return
+    if type(primary) is not type(shadow):
+        yield Difference(path, "type_changed", primary, shadow)
+        return
+    if isinstance(primary, str) and _listed(path, rules.case_insensitive):
+        if primary.casefold() != shadow.casefold():
+            yield Difference(path, "value_changed", primary, shadow)
+        return
+    if primary != shadow:
+        yield Difference(path, "value_changed", primary, shadow)
+
+
+def compare(primary_status: int, primary_body: bytes, shadow_status: int, shadow_body: bytes,
+            rules: Normalisation) -> Comparison:
+    differences: list[Difference] = []
+    if primary_status != shadow_status:
+        differences.append(Difference("status", "status", primary_status, shadow_status))
+    try:
+        primary_json, shadow_json = json.loads(primary_body), json.loads(shadow_body)
+    except (ValueError, UnicodeDecodeError):
+        if primary_body != shadow_body:
+            differences.append(Difference("body", "body", len(primary_body), len(shadow_body)))
+        return Comparison(tuple(differences))
+    differences.extend(sorted(_walk(primary_json, shadow_json, "$", rules), key=lambda d: d.path))
+    return Comparison(tuple(differences))

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from controlplane.shadow.compare import Difference, Normalisation, compare, endpoint_template
+
+V1_STATUS = {"success": True, "order": {"id": "A1", "status": "PAID", "totalAmount": 150000,
+                                        "customerName": "Budi", "email": "b@x.co"}}
+
+
+def run(primary: object, shadow: object, rules: Normalisation | None = None):
+    return compare(200, json.dumps(primary).encode(), 200, json.dumps(shadow).encode(), rules or Normalisation())
+
+
+def test_identical_answers_match() -> None:
+    assert run(V1_STATUS, V1_STATUS).matches
+
+
+def test_differences_by_json_path_and_kind() -> None:
+    shadow = {"success": True, "order": {"id": "A1", "status": 1, "totalAmount": 150001, "email": "b@x.co",
+                                         "currency": "IDR"}}
+    result = run(V1_STATUS, shadow, Normalisation(ignore_extra_fields=False))
+    assert result.differences == (
+        Difference("$.order.currency", "extra", None, "IDR"),
+        Difference("$.order.customerName", "missing", "Budi", None),
+        Difference("$.order.status", "type_changed", "PAID", 1),
+        Difference("$.order.totalAmount", "value_changed", 150000, 150001),
+    )
+
+
+def test_normalisation_ignores_declared_noise() -> None:
+    primary = {"success": True, "token": "t1", "paymentUrl": "u1", "order": {"status": "PAID", "total": 100.0,
+                                                                              "items": [{"at": 1}, {"at": 2}]}}
+    shadow = {"success": True, "token": "t2", "paymentUrl": "u2", "redirectUrl": "u2",
+              "order": {"status": "paid", "total": 100.004, "items": [{"at": 9}, {"at": 8}]}}
+    rules = Normalisation(ignore=frozenset({"$.token", "$.paymentUrl", "$.order.items[*].at"}),
+                          case_insensitive=frozenset({"$.order.status"}), numeric_tolerance=0.01)
+    assert run(primary, shadow, rules).matches  # redirectUrl is an extra field: compatible by default
+
+
+def test_status_and_non_json_bodies() -> None:
+    result = compare(200, b"OK", 403, b"Invalid signature", Normalisation())
+    assert [d.kind for d in result.differences] == ["status", "body"]
+    assert compare(200, b"OK", 200, b"OK", Normalisation()).matches
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "template"),
+    [("GET", "/orders/261225AB12CD/status", "GET /orders/{id}/status"),
+     ("POST", "/payment/create", "POST /payment/create"),
+     ("GET", "/admin/orders/12345", "GET /admin/orders/{id}"),
+     ("GET", "/x/3f2b8c1e-1111-2222-3333-444455556666", "GET /x/{id}"),
+     ("GET", "/health", "GET /health")],
+)
+def test_endpoint_templates_never_carry_ids(method: str, path: str, template: str) -> None:
+    assert endpoint_template(method, path) == template
