@@ -14,6 +14,7 @@ from proxy import keys
 from proxy.tasks import TaskPool
 from proxy.v2.admin import admin_stats, health
 from proxy.v2.db import PaymentsDB, make_pool
+from proxy.v2.dryrun import dry_runs
 from proxy.v2.gateway import MidtransGateway, PaymentGateway
 from proxy.v2.openapi import DOCUMENT
 from proxy.v2.orders import order_status
@@ -50,7 +51,7 @@ def create_v2_app(settings: V2Settings, *, gateway: PaymentGateway | None = None
     outbox = Outbox(db, email_sender or LogEmailSender())
     tasks = TaskPool("v2", limit=4)
 
-    app = web.Application(middlewares=[database_unavailable, json_errors], client_max_size=256 * 1024)
+    app = web.Application(middlewares=[database_unavailable, json_errors, dry_runs], client_max_size=256 * 1024)
     app[keys.V2_SETTINGS] = settings
     app[keys.V2_DB] = db
     app[keys.V2_GATEWAY] = chosen

@@ -7,13 +7,14 @@ never carry one tenant's context into the next request.
 
 from __future__ import annotations
 
+import contextvars
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
@@ -22,6 +23,9 @@ from psycopg_pool import AsyncConnectionPool
 Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
 
 _NEGATIVE_CACHE_SIZE: Final = 4096
+
+# Set by the dry-run middleware (proxy/v2/dryrun.py) for the length of one mirrored request.
+dry_run: contextvars.ContextVar[Any] = contextvars.ContextVar("dualstack_v2_dry_run", default=None)
 
 
 class Secret:
@@ -72,6 +76,12 @@ class PaymentsDB:
 
     @asynccontextmanager
     async def tenant_tx(self, tenant_id: uuid.UUID) -> AsyncIterator[AsyncConnection[DictRow]]:
+        dry = dry_run.get()
+        if dry is not None:  # inside a dry run: a savepoint of its one, always rolled back, transaction
+            async with dry.conn.transaction():
+                await dry.conn.execute("SELECT set_config('app.tenant_id', %s, true)", (str(tenant_id),))
+                yield dry.conn
+            return
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute("SELECT set_config('app.tenant_id', %s, true)", (str(tenant_id),))
             yield conn

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from proxy import keys
 from proxy.v2.db import TenantRecord
+from proxy.v2.dryrun import gateway_for
 from proxy.v2.gateway import GatewayError, SnapRequest
 from proxy.v2.resolve import require_tenant
 from proxy.v2.responses import JsonError
@@ -74,7 +75,7 @@ async def _create(request: web.Request, tenant: TenantRecord, create: CreateRequ
                        notification_url=settings.notification_url(tenant.slug),
                        finish_url=settings.finish_url(tenant.slug))
     try:
-        result = await request.app[keys.V2_GATEWAY].create(
+        result = await gateway_for(request).create(
             snap, server_key=tenant.server_key.reveal(), environment=tenant.environment)
     except GatewayError as error:
         if error.kind == "order_id_taken":

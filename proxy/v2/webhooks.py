@@ -23,6 +23,7 @@ from psycopg.types.json import Jsonb
 
 from proxy import keys
 from proxy.v2.db import TenantRecord
+from proxy.v2.dryrun import is_dry_run
 from proxy.v2.resolve import require_tenant
 from proxy.v2.signature import signature_is_valid
 from proxy.v2.status import decide_transition
@@ -119,7 +120,7 @@ async def midtrans_notification(request: web.Request) -> web.Response:
                     "INSERT INTO notification_outbox (tenant_id, order_id, template) "
                     "VALUES (%s, %s, 'payment_confirmation') ON CONFLICT DO NOTHING", (tenant.id, order_id))
                 wrote_outbox = cursor.rowcount == 1
-    if wrote_outbox:
+    if wrote_outbox and not is_dry_run():
         request.app[keys.V2_OUTBOX].notify(tenant.id)  # after commit
     return _ok()
 

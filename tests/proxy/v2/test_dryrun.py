@@ -1,0 +1,71 @@
+"""Dry runs: a mirrored create or webhook runs v2's real code and leaves nothing behind."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import aiohttp
+import psycopg
+
+from proxy.tenant import TenantRule
+from proxy.v2.app import create_v2_app
+from proxy.v2.settings import V2Settings
+from tests.conftest import Database
+from tests.proxy.v2.conftest import Stack
+
+MARK = {"X-Dualstack-Shadow": "1"}
+
+
+def counts(stack: Stack, slug: str) -> tuple[int, int, int, int]:
+    with psycopg.connect(stack.database.admin_url) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM payments.orders WHERE tenant_id = t.id), "
+            "(SELECT count(*) FROM payments.customers WHERE tenant_id = t.id), "
+            "(SELECT count(*) FROM payments.payment_events WHERE tenant_id = t.id), "
+            "(SELECT coalesce(sum(orders), 0) FROM payments.usage_counters WHERE tenant_id = t.id) "
+            "FROM payments.tenants t WHERE t.slug = %s", (slug,)).fetchone()
+    assert row is not None
+    return tuple(int(v) for v in row)  # type: ignore[return-value]
+
+
+async def test_a_dry_run_create_keeps_nothing_and_calls_no_midtrans(stack: Stack) -> None:
+    tenant = stack.add_tenant(plan="starter", limit=1)
+    calls = stack.midtrans.snap_calls
+    status, body = await stack.request(
+        "POST", "/payment/create", tenant, headers=MARK,
+        json={"orderId": "DRY-1", "amount": 1000, "email": "a@b.co", "phone": "1", "name": "A"})
+    assert status == 200 and body["token"].startswith("dryrun-")
+    assert stack.midtrans.snap_calls == calls
+    assert counts(stack, tenant.slug) == (0, 0, 0, 0)
+    # The quota was not consumed: the one real order of this month still fits.
+    assert (await stack.create(tenant, "REAL-1"))[0] == 200
+    assert counts(stack, tenant.slug) == (1, 1, 0, 1)
+
+
+async def test_a_dry_run_webhook_changes_nothing(stack: Stack) -> None:
+    tenant = stack.add_tenant()
+    await stack.create(tenant, "DRY-W", amount=5000)
+    transaction = stack.midtrans.transactions[(tenant.server_key, "DRY-W")]
+    payload = stack.midtrans.notification(transaction, "settlement")
+    before = counts(stack, tenant.slug)
+    status, body = await stack.request("POST", "/webhooks/midtrans", tenant, json=payload, headers=MARK)
+    assert (status, body) == (200, "OK")
+    assert counts(stack, tenant.slug) == before
+    status, body = await stack.request("GET", "/orders/DRY-W/status", tenant)
+    assert body["order"]["status"] == "PENDING_PAYMENT"
+    # The same notification for real is applied (the dry run took no dedupe key).
+    assert (await stack.request("POST", "/webhooks/midtrans", tenant, json=payload))[0] == 200
+    assert (await stack.request("GET", "/orders/DRY-W/status", tenant))[1]["order"]["status"] == "PAID"
+
+
+async def test_a_marker_from_an_untrusted_peer_is_refused(aiohttp_server: Any, database: Database) -> None:
+    rule = TenantRule(base_domain="agentbar.ai", platform_subdomains=frozenset(),
+                      trusted_proxies=(ipaddress.ip_network("10.9.0.0/16"),), host_aliases={})
+    app = create_v2_app(V2Settings(database_url=database.app_url, rule=rule, schema=database.layout.schema))
+    server = await aiohttp_server(app)
+    async with aiohttp.ClientSession() as session, session.post(
+        server.make_url("/payment/create?tenant=x"), json={}, headers=MARK
+    ) as response:
+        assert response.status == 400
+        assert (await response.json())["error"] == "untrusted_shadow_marker"
