@@ -184,6 +184,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="router and nginx worker processes")
     parser.add_argument("--event-loop", choices=["uvloop", "asyncio"], default="uvloop",
                         help="the router's event loop")
+    parser.add_argument("--shadow", action="store_true",
+                        help="also measure a router that mirrors 100%% of requests (to the same upstream)")
     ns = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="dualstack-bench-"))
@@ -221,12 +223,23 @@ def main() -> int:
               buatfilm: {{backend: v1}}
             """))
         env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-        router = group.start("router",
-            [sys.executable, "-m", "proxy", "--config", str(routing), "--listen", f"127.0.0.1:{router_port}",
-             "--admin-listen", f"127.0.0.1:{admin_port}", "--workers", str(ns.workers), "--log-level", "WARNING",
-             "--event-loop", ns.event_loop],
-            env)
-        wait_port(router_port)
+
+        def start_router(name: str, config: Path, port: int, admin: int) -> Child:
+            child = group.start(name, [
+                sys.executable, "-m", "proxy", "--config", str(config), "--listen", f"127.0.0.1:{port}",
+                "--admin-listen", f"127.0.0.1:{admin}", "--workers", str(ns.workers), "--log-level", "WARNING",
+                "--event-loop", ns.event_loop], env)
+            wait_port(port)
+            return child
+
+        router = start_router("router", routing, router_port, admin_port)
+        shadow_router = None
+        if ns.shadow:
+            shadowed = workdir / "routing-shadow.yaml"
+            shadowed.write_text(routing.read_text().replace("buatfilm: {backend: v1}",
+                                                            "buatfilm: {backend: v1, shadow: {noise_sample_rate: 0}}"))
+            shadow_port = free_port()
+            shadow_router = start_router("router-shadow", shadowed, shadow_port, free_port())
         time.sleep(1.0)  # let every worker finish starting
 
         results: list[Result] = []
@@ -238,6 +251,9 @@ def main() -> int:
                                        connections, ns.duration, nginx_proxy.process.pid))
             results.append(measure("router", f"http://127.0.0.1:{router_port}/orders/ORDER-1/status",
                                    connections, ns.duration, router.process.pid))
+            if shadow_router is not None and connections > 1:
+                results.append(measure("shadow", f"http://127.0.0.1:{shadow_port}/orders/ORDER-1/status",
+                                       connections, ns.duration, shadow_router.process.pid))
         report(results, upstream_kind, ns)
         return 0
     finally:
@@ -263,6 +279,10 @@ def report(results: list[Result], upstream_kind: str, ns: argparse.Namespace) ->
             print(f"  {connections:>3} conns: router/nginx throughput {router.rps / nginx.rps:.2f}x")
             if router.proxy_cpu_us and nginx.proxy_cpu_us:
                 print(f"             router/nginx CPU per request {router.proxy_cpu_us / nginx.proxy_cpu_us:.1f}x")
+        shadow = by.get(("shadow", connections))
+        if router and shadow and router.proxy_cpu_us and shadow.proxy_cpu_us:
+            print(f"             100% shadowing / none: CPU per request {shadow.proxy_cpu_us / router.proxy_cpu_us:.2f}x"
+                  f", throughput {shadow.rps / router.rps:.2f}x")
         if router and direct:
             print(f"             router/direct throughput {router.rps / direct.rps:.2f}x; "
                   f"added p50 {(router.p50_ms - direct.p50_ms) * 1000:.0f} us"

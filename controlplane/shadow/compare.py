@@ -110,6 +110,8 @@ def _walk(primary: Any, shadow: Any, path: str, rules: Normalisation) -> Iterato
 
 def compare(primary_status: int, primary_body: bytes, shadow_status: int, shadow_body: bytes,
             rules: Normalisation) -> Comparison:
+    if primary_status == shadow_status and primary_body == shadow_body:
+        return Comparison()  # byte-identical: nothing to parse
     differences: list[Difference] = []
     if primary_status != shadow_status:
         differences.append(Difference("status", "status", primary_status, shadow_status))
