@@ -157,7 +157,8 @@ async def forward(
     streaming = False
     if request.body_exists:
         length = request.content_length
-        if length is not None and length <= SMALL_BODY_BYTES:
+        # A mirrored body is read whole (the mirror bounded its size): the shadow copy needs it too.
+        if length is not None and (length <= SMALL_BODY_BYTES or capture is not None):
             small_body = await request.read()
         else:
             streaming = True

@@ -61,10 +61,9 @@ def _walk(
                                 "keys must be plain scalars")
                 )
                 continue
-            key = constructor.construct_object(key_node)
+            # Keys are names: taken as written, so `on:` or `no:` (booleans in YAML 1.1) stay names.
+            key = str(key_node.value)
             key_line = key_node.start_mark.line + 1
-            if not isinstance(key, str):
-                key = str(key)
             if key in first_line:
                 issues.append(
                     ConfigIssue(source, key_line, format_path((*path, key)),

@@ -37,6 +37,7 @@ TENANT_KEYS: Final = {"backend", "hosts", "via", "shadow"}
 SHADOW_KEYS: Final = {"enabled", "sample_rate", "routes", "max_body_bytes", "ignore", "case_insensitive",
                       "numeric_tolerance", "ignore_extra_fields", "noise_sample_rate"}
 SHADOW_LIMIT_KEYS: Final = {"queue_size", "concurrency", "timeout_s"}
+MAX_MIRRORED_BODY_BYTES: Final = 1024 * 1024
 _JSON_PATH_RE: Final = re.compile(r"^\$(\.[A-Za-z0-9_-]+|\[(\d+|\*)\])*$")
 NGINX_KEYS: Final = {"router_url", "listen_ports", "tls", "access_log", "default_server", "keepalive"}
 TLS_KEYS: Final = {"port", "certificate", "certificate_key"}
@@ -389,7 +390,10 @@ def _shadow(c: _Collector, raw: Any, path: Path_) -> ShadowSpec | None:
         kwargs["routes"] = frozenset(routes)
     if "max_body_bytes" in raw and (n := c.number(raw["max_body_bytes"], (*path, "max_body_bytes"), minimum=0,
                                                    integer=True)) is not None:
-        kwargs["max_body_bytes"] = int(n)
+        if n > MAX_MIRRORED_BODY_BYTES:
+            c.add((*path, "max_body_bytes"), f"at most {MAX_MIRRORED_BODY_BYTES} (a mirrored body is held in memory)")
+        else:
+            kwargs["max_body_bytes"] = int(n)
     if "ignore" in raw:
         kwargs["ignore"] = _json_paths(c, raw["ignore"], (*path, "ignore"))
     if "case_insensitive" in raw:

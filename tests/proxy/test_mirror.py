@@ -174,3 +174,28 @@ async def test_large_bodies_are_not_mirrored(aiohttp_server: Any, make_router: R
     ) as response:
         assert response.status == 200
     assert router.sample("dualstack_shadow_dropped_total", tenant="shop", reason="body_too_large") == 1
+
+
+async def test_a_mirrored_body_larger_than_the_streaming_threshold_reaches_both(
+    aiohttp_server: Any, make_router: RouterFactory
+) -> None:
+    sizes: dict[str, list[int]] = {"v1": [], "v2": []}
+
+    def sink(name: str) -> web.Application:
+        async def create(request: web.Request) -> web.Response:
+            sizes[name].append(len(await request.read()))
+            return web.json_response({"success": True})
+
+        app = web.Application(client_max_size=10 * 1024 * 1024)
+        app.router.add_post("/payment/create", create)
+        return app
+
+    v1, v2 = await start(aiohttp_server, sink("v1"), sink("v2"))
+    router = await make_router(config(v1, v2, "{max_body_bytes: 300000, noise_sample_rate: 0}"))
+    body = b"x" * 200_000  # above the 64 KiB the router otherwise streams
+    async with aiohttp.ClientSession() as session, session.post(
+        f"{router.url}/payment/create", data=body, headers={"Host": "shop.agentbar.ai"}
+    ) as response:
+        assert response.status == 200
+    await wait_until(lambda: sizes["v2"] == [200_000])
+    assert sizes["v1"] == [200_000]

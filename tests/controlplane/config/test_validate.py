@@ -148,3 +148,33 @@ def test_missing_and_non_utf8_files(tmp_path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(bad)
     assert "not UTF-8" in str(info.value)
+
+
+def test_shadow_settings_are_checked() -> None:
+    issues = issues_of("""\
+        upstreams: {v1: {url: "http://a:1"}, v2: {url: "http://b:2"}}
+        base_domain: agentbar.ai
+        shadow: {queue_size: 0, timeout_s: fast}
+        tenants:
+          x:
+            backend: v1
+            shadow: {sample_rate: 2, routes: [admin, bogus], ignore: [token], max_body_bytes: 5000000}
+        """)
+    for fragment in (
+        "routing.yaml:3: shadow.queue_size: must be at least 1",
+        "routing.yaml:3: shadow.timeout_s: must be a number",
+        "routing.yaml:7: tenants.x.shadow.sample_rate: must be between 0 and 1",
+        "routing.yaml:7: tenants.x.shadow.routes[0]: admin routes are never mirrored",
+        "routing.yaml:7: tenants.x.shadow.routes[1]: unknown route class 'bogus'",
+        "routing.yaml:7: tenants.x.shadow.ignore[0]: 'token' is not a JSON path",
+        "routing.yaml:7: tenants.x.shadow.max_body_bytes: at most 1048576",
+    ):
+        assert any(i.startswith(fragment) for i in issues), (fragment, issues)
+    config = load_config_text(textwrap.dedent("""\
+        upstreams: {v1: {url: "http://a:1"}, v2: {url: "http://b:2"}}
+        base_domain: agentbar.ai
+        tenants:
+          on: {backend: v1, shadow: {}}
+          off: {backend: v1, shadow: {enabled: false}}
+        """))
+    assert config.tenants["on"].shadow is not None and config.tenants["off"].shadow is None
