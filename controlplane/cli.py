@@ -25,6 +25,7 @@ from controlplane.db.tenants import TenantError
 from controlplane.errors import EnvironmentProblem, UsageProblem
 from controlplane.render.apply import NginxFailure
 from controlplane.render.nginx import RenderError
+from controlplane.shadow.samples import STATE_SCHEMA
 
 
 class ExitStatus(enum.IntEnum):
@@ -70,15 +71,21 @@ def _admin_url(ns: argparse.Namespace) -> str:
 
 
 def cmd_db_migrate(ns: argparse.Namespace) -> ExitStatus:
-    from controlplane.db.migrate import migrate
+    from controlplane.db.migrate import bundled_migrations, migrate
 
     password = os.environ.get("DUALSTACK_APP_PASSWORD")
-    report = migrate(_admin_url(ns), _layout(ns), app_password=password)
+    layout = _layout(ns)
+    folder = "migrations"
+    if ns.target == "state":  # the control plane's own schema (shadow results), same roles
+        layout = DatabaseLayout(schema=ns.schema if ns.schema != "payments" else STATE_SCHEMA,
+                                owner_role=ns.owner_role, app_role=ns.app_role)
+        folder = "state_migrations"
+    report = migrate(_admin_url(ns), layout, app_password=password, migrations=bundled_migrations(folder))
     for role in report.roles_created:
         print(f"created role {role}")
     for version in report.applied:
         print(f"applied migration {version}")
-    print(f"schema {ns.schema} is up to date ({len(report.applied)} applied now, "
+    print(f"schema {layout.schema} is up to date ({len(report.applied)} applied now, "
           f"{len(report.already_applied)} already applied)")
     return ExitStatus.OK
 
@@ -195,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("db", help="database administration")
     db_sub = p.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     m = db_sub.add_parser("migrate", help="create roles and schema, apply pending migrations (re-runnable)")
+    m.add_argument("--target", choices=["payments", "state"], default="payments",
+                   help="payments: v2's schema; state: the control plane's (shadow results), default schema "
+                   f"{STATE_SCHEMA}")
     _db_options(m)
     m.set_defaults(func=cmd_db_migrate)
 

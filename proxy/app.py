@@ -13,6 +13,7 @@ from multidict import CIMultiDictProxy
 from prometheus_client import CollectorRegistry
 
 from controlplane.config import ConfigFile
+from controlplane.shadow.samples import STATE_SCHEMA
 from proxy import keys
 from proxy.admin import create_admin_app
 from proxy.forward import (
@@ -28,6 +29,7 @@ from proxy.headers import REQUEST_ID, SHADOW_HEADER, request_id_from, upstream_h
 from proxy.metrics import NO_BACKEND, UNKNOWN_TENANT, ProxyMetrics
 from proxy.mirror import Mirror, ShadowJob, skip_reason
 from proxy.routing import Route, RoutingTable
+from proxy.shadow_store import ShadowStore
 from proxy.state import RouterState
 from proxy.tasks import TaskPool
 from proxy.tenant import TENANT_HEADER
@@ -141,6 +143,8 @@ def create_apps(
     registry: CollectorRegistry,
     *,
     reload_interval_s: float = RELOAD_POLL_INTERVAL_S,
+    state_database_url: str | None = None,
+    state_schema: str = STATE_SCHEMA,
 ) -> tuple[web.Application, web.Application]:
     """The proxy app and its admin app. Raises ConfigError if the routing file is unusable."""
     metrics = ProxyMetrics(registry)
@@ -152,8 +156,9 @@ def create_apps(
         pools.keep_only(set(table.config.upstreams.values()))
 
     state = RouterState(ConfigFile(config_path), metrics, on_swap=on_swap)
+    store = ShadowStore(state_database_url, state_schema) if state_database_url else None
     mirror = Mirror(state.table.config.shadow_limits, pools, metrics,
-                    TaskPool("shadow", limit=state.table.config.shadow_limits.concurrency))
+                    TaskPool("shadow", limit=state.table.config.shadow_limits.concurrency), store)
 
     app = web.Application(handler_args={"max_field_size": 16384})
     app[keys.STATE] = state
@@ -166,9 +171,14 @@ def create_apps(
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         tasks.spawn(state.watch(reload_interval_s), name="config-watch")
         mirror.start()
+        if store is not None:
+            await store.open()
+            tasks.spawn(store.run(), name="shadow-store")
         yield
         state.draining = True
         await mirror.close()
+        if store is not None:
+            await store.close()
         await tasks.close(timeout_s=0)
         await pools.close()
 

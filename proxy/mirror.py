@@ -22,6 +22,7 @@ from controlplane.shadow.compare import Difference, Normalisation, compare, endp
 from proxy.forward import UpstreamPools, exchange
 from proxy.metrics import ProxyMetrics
 from proxy.routing import Route
+from proxy.shadow_store import ShadowStore
 from proxy.tasks import TaskPool
 from proxy.upstream import UpstreamError
 
@@ -83,8 +84,10 @@ class Mismatch:
 
 
 class Mirror:
-    def __init__(self, limits: ShadowLimits, pools: UpstreamPools, metrics: ProxyMetrics, tasks: TaskPool) -> None:
+    def __init__(self, limits: ShadowLimits, pools: UpstreamPools, metrics: ProxyMetrics, tasks: TaskPool,
+                 store: ShadowStore | None = None) -> None:
         self._limits = limits
+        self._store = store
         self._pools = pools
         self._metrics = metrics
         self._queue: asyncio.Queue[ShadowJob] = asyncio.Queue(maxsize=limits.queue_size)
@@ -155,9 +158,11 @@ class Mirror:
         real = tuple(d for d in comparison.differences if d.path not in noise)
         result = "match" if comparison.matches else ("noise" if not real else "mismatch")
         self._metrics.shadow_comparison(tenant, job.endpoint, result)
+        request_id = _request_id(job.shadow_head)
         if real:
-            request_id = _request_id(job.shadow_head)
             self.recent.append(Mismatch(tenant, job.endpoint, request_id, real, time.time()))
+        if self._store is not None:
+            self._store.record(tenant, job.endpoint, result, job.primary_elapsed_s, elapsed, real, request_id)
 
     async def _learn_noise(self, job: ShadowJob, rules: Normalisation) -> None:
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 import time
@@ -37,6 +38,7 @@ class ServeOptions:
     log_level: str
     access_log: bool
     event_loop: str
+    state_database_url: str | None
 
 
 def parse_args(argv: list[str] | None, prog: str = "dualstack serve") -> ServeOptions:
@@ -50,6 +52,9 @@ def parse_args(argv: list[str] | None, prog: str = "dualstack serve") -> ServeOp
                         help="seconds SIGTERM waits for in-flight requests")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--access-log", action="store_true", help="log every request (costs CPU)")
+    parser.add_argument("--state-database-url", default=os.environ.get("DUALSTACK_STATE_DATABASE_URL"),
+                        help="PostgreSQL URL where shadow results are stored (default: "
+                        "$DUALSTACK_STATE_DATABASE_URL; without it the router shadows and counts only)")
     parser.add_argument("--event-loop", choices=["uvloop", "asyncio"], default="uvloop",
                         help="uvloop (default; see bench/router.py for what it buys) or the standard loop")
     ns = parser.parse_args(argv)
@@ -61,7 +66,7 @@ def parse_args(argv: list[str] | None, prog: str = "dualstack serve") -> ServeOp
     if ns.workers < 1:
         parser.error("--workers must be at least 1")
     return ServeOptions(ns.config, listen, admin, ns.workers, ns.drain_timeout_s, ns.log_level,
-                        ns.access_log, ns.event_loop)
+                        ns.access_log, ns.event_loop, ns.state_database_url)
 
 
 def main(argv: list[str] | None = None, prog: str = "dualstack serve") -> int:
@@ -102,7 +107,7 @@ def run_worker(options: ServeOptions, supervisor_pid: int | None = None) -> int:
 
 async def _serve(options: ServeOptions, supervisor_pid: int | None) -> int:
     registry = CollectorRegistry()
-    app, admin_app = create_apps(options.config, registry)
+    app, admin_app = create_apps(options.config, registry, state_database_url=options.state_database_url)
     state = app[keys.STATE]
     reuse_port = options.workers > 1
     runner = web.AppRunner(app, handle_signals=False, handler_cancellation=True,

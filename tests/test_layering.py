@@ -32,9 +32,10 @@ def test_controlplane_never_imports_the_data_plane() -> None:
 
 
 # What the data plane may use of the control plane: the immutable config model, and the shadow
-# comparison rules, which are pure functions (no I/O, no state) that the router applies to live
-# traffic and the control plane's reports apply to stored samples. Nothing else.
-SHARED_WITH_PROXY = ("controlplane.config", "controlplane.shadow.compare")
+# comparison, redaction and sample definitions, which are pure (no I/O, no state): the router
+# applies them to live traffic, the control plane's reports to stored samples. Nothing else.
+SHARED_WITH_PROXY = ("controlplane.config", "controlplane.shadow.compare", "controlplane.shadow.redact",
+                     "controlplane.shadow.samples")
 
 
 def test_proxy_imports_only_the_shared_part_of_the_control_plane() -> None:
@@ -46,9 +47,10 @@ def test_proxy_imports_only_the_shared_part_of_the_control_plane() -> None:
     assert offenders == []
 
 
-def test_the_shared_comparison_is_pure() -> None:
-    imported = imports_of(REPO / "controlplane" / "shadow" / "compare.py")
-    assert not any(n.split(".")[0] in ("aiohttp", "psycopg", "asyncio", "socket", "proxy") for n in imported)
+def test_the_shared_shadow_modules_are_pure() -> None:
+    for module in ("compare", "redact", "samples"):
+        imported = imports_of(REPO / "controlplane" / "shadow" / f"{module}.py")
+        assert not any(n.split(".")[0] in ("aiohttp", "psycopg", "asyncio", "socket", "proxy") for n in imported)
 
 
 def test_pure_modules_do_not_import_aiohttp() -> None:

@@ -42,8 +42,9 @@ class MigrationReport:
     roles_created: list[str] = field(default_factory=list)
 
 
-def bundled_migrations() -> list[Migration]:
-    folder = resources.files("controlplane.db") / "migrations"
+def bundled_migrations(folder_name: str = "migrations") -> list[Migration]:
+    """`migrations` (the payments schema) or `state_migrations` (the control plane's state)."""
+    folder = resources.files("controlplane.db") / folder_name
     out = []
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".sql"):
