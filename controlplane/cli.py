@@ -169,6 +169,28 @@ def cmd_nginx(ns: argparse.Namespace) -> ExitStatus:
     return ExitStatus.OK
 
 
+def cmd_shadow_report(ns: argparse.Namespace) -> ExitStatus:
+    from datetime import UTC, datetime
+
+    from controlplane.shadow.report import RENDERERS, load, parse_since
+
+    url = ns.state_database_url or os.environ.get("DUALSTACK_STATE_DATABASE_URL")
+    if not url:
+        raise UsageProblem("no state database: pass --state-database-url or set DUALSTACK_STATE_DATABASE_URL")
+    until = datetime.now(UTC)
+    since = parse_since(ns.since, until)
+    with psycopg.connect(url) as conn:
+        data = load(conn, ns.schema, ns.tenant, since, until)
+    output = RENDERERS[ns.format](data)
+    if ns.out == "-":
+        sys.stdout.write(output)
+    else:
+        Path(ns.out).write_text(output)
+        print(f"{ns.out}: {data.comparisons} comparisons for {ns.tenant}, match rate {data.match_rate * 100:.1f}% "
+              f"({len(data.endpoints)} endpoint(s), {len(data.fields)} differing field(s))")
+    return ExitStatus.OK
+
+
 def cmd_demo(ns: argparse.Namespace) -> ExitStatus:
     from controlplane.demo import run_demo
 
@@ -249,6 +271,18 @@ def build_parser() -> argparse.ArgumentParser:
     for parser_ in (r, c, a):
         parser_.add_argument("--config", required=True, help="the routing file")
         parser_.set_defaults(func=cmd_nginx)
+
+    p = sub.add_parser("shadow", help="shadow comparison reports")
+    s_sub = p.add_subparsers(dest="shadow_command", required=True, metavar="ACTION")
+    rep = s_sub.add_parser("report", help="comparisons, match rate with its confidence interval, endpoints, "
+                           "differing fields (redacted), latency and mismatch charts")
+    rep.add_argument("--tenant", required=True)
+    rep.add_argument("--since", default="24h", help="30m, 24h, 7d or an ISO timestamp (default 24h)")
+    rep.add_argument("--format", choices=["html", "json", "md"], default="html")
+    rep.add_argument("--out", required=True, help="a file, or - for standard output")
+    rep.add_argument("--state-database-url", help="default: $DUALSTACK_STATE_DATABASE_URL")
+    rep.add_argument("--schema", default=STATE_SCHEMA)
+    rep.set_defaults(func=cmd_shadow_report)
 
     p = sub.add_parser("demo", help="run the whole stack locally on embedded defaults")
     p.add_argument("--state-dir", default=".dualstack-demo", help="where the demo keeps its files")

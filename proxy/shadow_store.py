@@ -10,6 +10,7 @@ their keys) and samples beyond MAX_PENDING_SAMPLES are dropped and counted; the 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from typing import Any, Final
@@ -35,6 +36,7 @@ class ShadowStore:
         self._interval_s = flush_interval_s
         self._counts: dict[tuple[str, str, int], list[Any]] = {}
         self._samples: list[tuple[str, str, str, str, str, Any, Any]] = []
+        self._fields: collections.Counter[tuple[str, str, str, str, int]] = collections.Counter()
         self.dropped_samples = 0
         self._failing = False
 
@@ -58,6 +60,7 @@ class ShadowStore:
         entry[3][bucket_index(primary_s * 1000)] += 1
         entry[4][bucket_index(shadow_s * 1000)] += 1
         for difference in differences:
+            self._fields[(tenant, endpoint, difference.path, difference.kind, minute)] += 1
             if len(self._samples) >= MAX_PENDING_SAMPLES:
                 self.dropped_samples += 1
                 continue
@@ -81,8 +84,8 @@ class ShadowStore:
     async def flush(self) -> None:
         if not self._counts and not self._samples:
             return
-        counts, samples = self._counts, self._samples
-        self._counts, self._samples = {}, []
+        counts, samples, fields = self._counts, self._samples, self._fields
+        self._counts, self._samples, self._fields = {}, [], collections.Counter()
         try:
             async with self._pool.connection() as conn, conn.transaction():
                 for (tenant, endpoint, minute), (m, mm, n, pb, sb) in counts.items():
@@ -95,6 +98,12 @@ class ShadowStore:
                         "AS t(a, b)), shadow_buckets = ARRAY(SELECT a + b FROM unnest(c.shadow_buckets, "
                         "EXCLUDED.shadow_buckets) AS t(a, b))",
                         (tenant, endpoint, minute, m, mm, n, pb, sb))
+                async with conn.cursor() as cursor:
+                    await cursor.executemany(
+                        "INSERT INTO shadow_fields AS f (tenant, endpoint, path, kind, minute, count) "
+                        "VALUES (%s, %s, %s, %s, to_timestamp(%s), %s) ON CONFLICT (tenant, endpoint, path, kind, "
+                        "minute) DO UPDATE SET count = f.count + EXCLUDED.count",
+                        [(*key, n) for key, n in fields.items()])
                 if samples:
                     async with conn.cursor() as cursor:
                         await cursor.executemany(
@@ -108,6 +117,7 @@ class ShadowStore:
                         (sorted({s[0] for s in samples}), SAMPLES_PER_FIELD))
         except BaseException:
             self._merge_back(counts, samples)
+            self._fields.update(fields)
             raise
 
     def _merge_back(self, counts: dict[tuple[str, str, int], list[Any]],

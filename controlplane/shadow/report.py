@@ -1,0 +1,223 @@
+"""`dualstack shadow report`: what shadow comparisons showed for a tenant, as HTML, JSON or Markdown.
+
+Data comes from the state database (written by the routers); everything in it was redacted before
+it was stored. The HTML has no external assets: charts are inline SVG, computed here, so ops can
+open the file from disk or an email.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+import jinja2
+import psycopg
+from psycopg import sql
+
+from controlplane.shadow.redact import redact_value
+from controlplane.shadow.samples import LATENCY_BUCKETS_MS
+
+TEMPLATES: Final = Path(__file__).resolve().parents[2] / "templates" / "report"
+TOP_FIELDS: Final = 10
+EXAMPLES_PER_FIELD: Final = 3
+MAX_TIMELINE_POINTS: Final = 48
+
+
+def wilson(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion (sound for small counts and rates near 0 or 1)."""
+    if total == 0:
+        return 0.0, 1.0
+    p = successes / total
+    denominator = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denominator
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass(frozen=True)
+class EndpointRow:
+    endpoint: str
+    comparisons: int
+    matches: int
+    mismatches: int
+    noise: int
+    match_rate: float
+    ci_low: float
+    ci_high: float
+
+
+@dataclass(frozen=True)
+class FieldRow:
+    endpoint: str
+    path: str
+    kind: str
+    count: int
+    examples: list[tuple[Any, Any]]
+
+
+@dataclass(frozen=True)
+class ReportData:
+    tenant: str
+    since: str
+    until: str
+    comparisons: int
+    matches: int
+    mismatches: int
+    noise: int
+    match_rate: float
+    ci_low: float
+    ci_high: float
+    endpoints: list[EndpointRow]
+    fields: list[FieldRow]
+    latency_buckets_ms: list[int]
+    primary_latency: list[int]
+    shadow_latency: list[int]
+    timeline: list[tuple[str, int, int]]  # (bucket start, comparisons, mismatches)
+
+
+def load(conn: psycopg.Connection[Any], schema: str, tenant: str, since: datetime, until: datetime) -> ReportData:
+    s = sql.Identifier(schema)
+    rows = conn.execute(sql.SQL(
+        "SELECT endpoint, sum(matches), sum(mismatches), sum(noise) FROM {}.shadow_counts "
+        "WHERE tenant = %s AND minute >= %s AND minute < %s GROUP BY endpoint ORDER BY endpoint").format(s),
+        (tenant, since, until)).fetchall()
+    endpoints = []
+    for endpoint, m, mm, n in rows:
+        m, mm, n = int(m), int(mm), int(n)
+        good, total = m + n, m + mm + n
+        low, high = wilson(good, total)
+        endpoints.append(EndpointRow(endpoint, total, m, mm, n, good / total if total else 0.0, low, high))
+    matches = sum(e.matches for e in endpoints)
+    mismatches = sum(e.mismatches for e in endpoints)
+    noise = sum(e.noise for e in endpoints)
+    total = matches + mismatches + noise
+    low, high = wilson(matches + noise, total)
+    field_rows = conn.execute(sql.SQL(
+        "SELECT endpoint, path, kind, sum(count) AS n FROM {}.shadow_fields WHERE tenant = %s AND minute >= %s "
+        "AND minute < %s GROUP BY endpoint, path, kind ORDER BY n DESC, endpoint, path LIMIT %s").format(s),
+        (tenant, since, until, TOP_FIELDS)).fetchall()
+    fields = []
+    for endpoint, path, kind, n in field_rows:
+        examples = conn.execute(sql.SQL(
+            "SELECT primary_value, shadow_value FROM {}.shadow_samples WHERE tenant = %s AND endpoint = %s "
+            "AND path = %s AND recorded_at >= %s ORDER BY recorded_at DESC LIMIT %s").format(s),
+            (tenant, endpoint, path, since, EXAMPLES_PER_FIELD)).fetchall()
+        # Stored values were redacted by the router; redact again so a report can never leak.
+        fields.append(FieldRow(endpoint, path, kind, int(n),
+                               [(redact_value(p), redact_value(v)) for p, v in examples]))
+    primary = [0] * (len(LATENCY_BUCKETS_MS) + 1)
+    shadow = list(primary)
+    for p_buckets, s_buckets in conn.execute(sql.SQL(
+            "SELECT primary_buckets, shadow_buckets FROM {}.shadow_counts WHERE tenant = %s AND minute >= %s "
+            "AND minute < %s").format(s), (tenant, since, until)):
+        primary = [a + int(b) for a, b in zip(primary, p_buckets, strict=False)]
+        shadow = [a + int(b) for a, b in zip(shadow, s_buckets, strict=False)]
+    width_s = max(60, math.ceil((until - since).total_seconds() / MAX_TIMELINE_POINTS / 60) * 60)
+    timeline = [(start.isoformat(), int(c), int(mm)) for start, c, mm in conn.execute(sql.SQL(
+        "SELECT to_timestamp(floor(extract(epoch FROM minute) / %s) * %s) AS t, "
+        "sum(matches + mismatches + noise), sum(mismatches) FROM {}.shadow_counts "
+        "WHERE tenant = %s AND minute >= %s AND minute < %s GROUP BY t ORDER BY t").format(s),
+        (width_s, width_s, tenant, since, until))]
+    return ReportData(tenant, since.isoformat(), until.isoformat(), total, matches, mismatches, noise,
+                      (matches + noise) / total if total else 0.0, low, high, endpoints, fields,
+                      list(LATENCY_BUCKETS_MS), primary, shadow, timeline)
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """`24h`, `30m`, `7d` ago, or an ISO timestamp."""
+    now = now or datetime.now(UTC)
+    units = {"m": "minutes", "h": "hours", "d": "days"}
+    if text[:-1].isdigit() and text[-1] in units:
+        return now - timedelta(**{units[text[-1]]: int(text[:-1])})
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--since '{text}': use 30m, 24h, 7d or an ISO timestamp") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def render_json(data: ReportData) -> str:
+    return json.dumps(asdict(data), indent=2, default=str) + "\n"
+
+
+def _percent(value: float) -> str:
+    return f"{value * 100:.1f}%"
+
+
+def render_markdown(data: ReportData) -> str:
+    lines = [f"# Shadow comparison report: {data.tenant}", "",
+             f"{data.since} to {data.until}", "",
+             f"- comparisons: {data.comparisons} (match {data.matches}, mismatch {data.mismatches}, "
+             f"noise {data.noise})",
+             f"- match rate: {_percent(data.match_rate)} (95% CI {_percent(data.ci_low)} to "
+             f"{_percent(data.ci_high)})", "", "## Endpoints", "",
+             "| endpoint | comparisons | match | mismatch | noise | match rate (95% CI) |",
+             "|---|---:|---:|---:|---:|---|"]
+    for e in data.endpoints:
+        lines.append(f"| `{e.endpoint}` | {e.comparisons} | {e.matches} | {e.mismatches} | {e.noise} | "
+                     f"{_percent(e.match_rate)} ({_percent(e.ci_low)} to {_percent(e.ci_high)}) |")
+    lines += ["", "## Fields that differ most", ""]
+    if not data.fields:
+        lines.append("No differences.")
+    for f in data.fields:
+        lines.append(f"- `{f.endpoint}` `{f.path}` ({f.kind}): {f.count} time(s)")
+        for primary, shadow in f.examples:
+            lines.append(f"  - primary `{json.dumps(primary)}` / shadow `{json.dumps(shadow)}`")
+    return "\n".join(lines) + "\n"
+
+
+def _latency_chart(data: ReportData) -> dict[str, Any]:
+    total_p, total_s = sum(data.primary_latency) or 1, sum(data.shadow_latency) or 1
+    bars, width, height, slot = [], 640, 180, 640 / len(data.primary_latency)
+    labels = [f"≤{b}" for b in data.latency_buckets_ms] + [f">{data.latency_buckets_ms[-1]}"]
+    peak = max([p / total_p for p in data.primary_latency] + [s / total_s for s in data.shadow_latency] + [0.01])
+    for i, (p, s) in enumerate(zip(data.primary_latency, data.shadow_latency, strict=True)):
+        for offset, share, css in ((0.1, p / total_p, "primary"), (0.5, s / total_s, "shadow")):
+            h = share / peak * (height - 20)
+            bars.append({"x": round(i * slot + offset * slot, 1), "y": round(height - h, 1),
+                         "w": round(slot * 0.4, 1), "h": round(h, 1), "css": css,
+                         "title": f"{labels[i]} ms: {share * 100:.1f}% of {css} answers"})
+    ticks = [{"x": round(i * slot + slot / 2, 1), "label": labels[i]} for i in range(len(labels))]
+    return {"width": width, "height": height, "bars": bars, "ticks": ticks}
+
+
+def _minute(iso: str) -> str:
+    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _timeline_chart(data: ReportData) -> dict[str, Any]:
+    width, height, left, bottom = 640, 160, 44, 20
+    rates = [(start, mm / c if c else 0.0, c) for start, c, mm in data.timeline]
+    peak = max([r for _, r, _ in rates] + [0.01])
+    plot_w, plot_h = width - left - 10, height - bottom - 10
+    dots = []
+    for i, (start, rate, count) in enumerate(rates):
+        x = left + (plot_w / 2 if len(rates) == 1 else i * plot_w / (len(rates) - 1))
+        dots.append({"x": round(x, 1), "y": round(10 + plot_h - rate / peak * plot_h, 1),
+                     "title": f"{_minute(start)}: {rate * 100:.1f}% mismatches of {count}"})
+    return {"width": width, "height": height, "left": left, "top": 10, "bottom": height - bottom,
+            "right": width - 10, "peak": f"{peak * 100:.1f}%",
+            "first": _minute(rates[0][0]) if rates else "", "last": _minute(rates[-1][0]) if rates else "",
+            "points": " ".join(f"{d['x']},{d['y']}" for d in dots), "dots": dots}
+
+
+def render_html(data: ReportData) -> str:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
+                             autoescape=True, trim_blocks=True, lstrip_blocks=True)
+    view = {
+        "data": data, "since": _minute(data.since), "until": _minute(data.until),
+        "rate": _percent(data.match_rate), "ci": f"{_percent(data.ci_low)} to {_percent(data.ci_high)}",
+        "endpoints": [{**asdict(e), "rate": _percent(e.match_rate),
+                       "ci": f"{_percent(e.ci_low)} to {_percent(e.ci_high)}"} for e in data.endpoints],
+        "fields": [{**asdict(f), "examples": [(json.dumps(p), json.dumps(s)) for p, s in f.examples]}
+                   for f in data.fields],
+        "latency": _latency_chart(data), "timeline": _timeline_chart(data),
+    }
+    return env.get_template("shadow.html.j2").render(view)
+
+
+RENDERERS: Final = {"html": render_html, "json": render_json, "md": render_markdown}
