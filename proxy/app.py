@@ -88,7 +88,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
                                  request_id=request_id, backend=backend, capture=capture)
         status = response.status
         if capture is not None:
-            await _offer_shadow(request, route, head, capture, time.perf_counter() - started)
+            await _offer_shadow(request, route, head, capture, time.perf_counter() - started, request_id)
         return response
     except UpstreamFailure as failure:
         metrics.upstream_error(route.tenant, backend, failure.kind)
@@ -115,7 +115,8 @@ _DROPS = frozenset({"body_too_large"})
 _SHADOW_LINE = f"{SHADOW_HEADER}: 1\r\n".encode()
 
 
-async def _offer_shadow(request: web.Request, route: Route, head: bytes, capture: Capture, elapsed_s: float) -> None:
+async def _offer_shadow(request: web.Request, route: Route, head: bytes, capture: Capture, elapsed_s: float,
+                        request_id: str) -> None:
     """Queue the shadow copy (never waits); the comparison needs the primary's whole answer."""
     metrics = request.app[keys.METRICS]
     if capture.body is None:
@@ -128,7 +129,7 @@ async def _offer_shadow(request: web.Request, route: Route, head: bytes, capture
     body = await request.read() if request.body_exists else None  # already read: aiohttp keeps it
     mirror.offer(ShadowJob(
         route=route, endpoint=mirror.endpoint(route.tenant, method, request.path), method=method,
-        shadow_head=head[:-2] + _SHADOW_LINE + b"\r\n", primary_head=head, body=body,
+        shadow_head=head[:-2] + _SHADOW_LINE + b"\r\n", primary_head=head, request_id=request_id, body=body,
         primary_status=capture.status, primary_body=capture.body, primary_elapsed_s=elapsed_s,
         learn_noise=method in ("GET", "HEAD") and random.random() < spec.noise_sample_rate))
 

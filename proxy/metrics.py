@@ -7,7 +7,7 @@ files and /metrics aggregates them, so totals are correct whichever worker answe
 from __future__ import annotations
 
 import os
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -110,6 +110,7 @@ class ProxyMetrics:
         # Label children are looked up once per (tenant, backend), not per request.
         self._request_children: dict[tuple[str, str, str], Counter] = {}
         self._duration_children: dict[tuple[str, str], Histogram] = {}
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}  # other label children, looked up once
 
     def observe(self, tenant: str, backend: str, status: int, seconds: float) -> None:
         code_class = CODE_CLASSES[min(max(status // 100, 1), 5) - 1]
@@ -124,8 +125,15 @@ class ProxyMetrics:
             histogram = self._duration_children[pair] = self.duration.labels(*pair)
         histogram.observe(seconds)
 
+    def _child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def shadow_request(self, tenant: str, result: str) -> None:
-        self.shadow_requests.labels(tenant, result).inc()
+        self._child(self.shadow_requests, tenant, result).inc()
 
     def shadow_dropped(self, tenant: str, reason: str) -> None:
         self.shadow_requests.labels(tenant, "dropped").inc()
@@ -135,11 +143,11 @@ class ProxyMetrics:
         self.shadow_skips.labels(tenant, reason).inc()
 
     def shadow_comparison(self, tenant: str, endpoint: str, result: str) -> None:
-        self.shadow_comparisons.labels(tenant, endpoint, result).inc()
+        self._child(self.shadow_comparisons, tenant, endpoint, result).inc()
 
     def shadow_latency(self, tenant: str, primary_s: float, shadow_s: float) -> None:
-        self.shadow_latency_seconds.labels(tenant, "primary").observe(primary_s)
-        self.shadow_latency_seconds.labels(tenant, "shadow").observe(shadow_s)
+        self._child(self.shadow_latency_seconds, tenant, "primary").observe(primary_s)
+        self._child(self.shadow_latency_seconds, tenant, "shadow").observe(shadow_s)
 
     def upstream_error(self, tenant: str, backend: str, kind: str) -> None:
         self.upstream_errors.labels(tenant, backend, kind).inc()

@@ -67,6 +67,7 @@ class ShadowJob:
     method: str
     shadow_head: bytes
     primary_head: bytes  # for the noise sample (the primary again)
+    request_id: str
     body: bytes | None
     primary_status: int
     primary_body: bytes
@@ -158,11 +159,10 @@ class Mirror:
         real = tuple(d for d in comparison.differences if d.path not in noise)
         result = "match" if comparison.matches else ("noise" if not real else "mismatch")
         self._metrics.shadow_comparison(tenant, job.endpoint, result)
-        request_id = _request_id(job.shadow_head)
         if real:
-            self.recent.append(Mismatch(tenant, job.endpoint, request_id, real, time.time()))
+            self.recent.append(Mismatch(tenant, job.endpoint, job.request_id, real, time.time()))
         if self._store is not None:
-            self._store.record(tenant, job.endpoint, result, job.primary_elapsed_s, elapsed, real, request_id)
+            self._store.record(tenant, job.endpoint, result, job.primary_elapsed_s, elapsed, real, job.request_id)
 
     async def _learn_noise(self, job: ShadowJob, rules: Normalisation) -> None:
         try:
@@ -178,9 +178,3 @@ def _rules(spec: ShadowSpec) -> Normalisation:
     return Normalisation(ignore=spec.ignore, case_insensitive=spec.case_insensitive,
                          numeric_tolerance=spec.numeric_tolerance, ignore_extra_fields=spec.ignore_extra_fields)
 
-
-def _request_id(head: bytes) -> str:
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"x-request-id:"):
-            return line.split(b":", 1)[1].strip().decode("latin-1")
-    return ""
