@@ -18,6 +18,7 @@ import jinja2
 import psycopg
 from psycopg import sql
 
+from controlplane.rollout.stats import wilson
 from controlplane.shadow.redact import redact_value
 from controlplane.shadow.samples import LATENCY_BUCKETS_MS
 
@@ -25,17 +26,6 @@ TEMPLATES: Final = Path(__file__).resolve().parents[2] / "templates" / "report"
 TOP_FIELDS: Final = 10
 EXAMPLES_PER_FIELD: Final = 3
 MAX_TIMELINE_POINTS: Final = 48
-
-
-def wilson(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion (sound for small counts and rates near 0 or 1)."""
-    if total == 0:
-        return 0.0, 1.0
-    p = successes / total
-    denominator = 1 + z * z / total
-    centre = (p + z * z / (2 * total)) / denominator
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass(frozen=True)

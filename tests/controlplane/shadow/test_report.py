@@ -13,8 +13,9 @@ import pytest
 
 from controlplane.cli import ExitStatus, run
 from controlplane.db.migrate import bundled_migrations, migrate
+from controlplane.rollout.stats import wilson
 from controlplane.shadow.compare import Difference
-from controlplane.shadow.report import parse_since, wilson
+from controlplane.shadow.report import parse_since
 from controlplane.shadow.samples import STATE_SCHEMA
 from proxy.shadow_store import ShadowStore
 from tests.conftest import Database
