@@ -1,0 +1,30 @@
+"""The Prometheus rules shipped in configs/prometheus: valid, and behaving as their unit tests say."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from tests.conftest import REPO
+
+RULES = REPO / "configs" / "prometheus"
+promtool = pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
+
+
+@promtool
+def test_rules_are_valid() -> None:
+    result = subprocess.run(["promtool", "check", "rules", str(RULES / "dualstack.rules.yml")],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 13 rules found" in result.stdout
+
+
+@promtool
+def test_rule_unit_tests_pass() -> None:
+    """Pages for a tenant burning its budget; never for one error in a quiet hour or a healthy tenant."""
+    result = subprocess.run(["promtool", "test", "rules", "dualstack.rules.test.yml"], cwd=RULES,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
