@@ -201,6 +201,41 @@ def cmd_rollout_simulate(ns: argparse.Namespace) -> ExitStatus:
     return ExitStatus.OK
 
 
+def _state_url(ns: argparse.Namespace) -> str:
+    url: str | None = ns.state_database_url or os.environ.get("DUALSTACK_STATE_DATABASE_URL")
+    if not url:
+        raise UsageProblem("no state database: pass --state-database-url or set DUALSTACK_STATE_DATABASE_URL")
+    return url
+
+
+def cmd_rollout_locks(ns: argparse.Namespace) -> ExitStatus:
+    from controlplane.config.locks import effective_backend
+    from controlplane.rollout.locks import LockStore, actor
+
+    store = LockStore(_state_url(ns), ns.schema)
+    if ns.rollout_command == "ack":
+        lock = store.ack(ns.slug, actor())
+        print(f"{ns.slug}: lock released ({lock.reason}); the routing file decides again" if lock
+              else f"{ns.slug}: no lock to acknowledge")
+        return ExitStatus.OK
+    config = load_config(ns.config)
+    if ns.rollout_command == "rollback":
+        if ns.slug not in config.tenants:
+            raise UsageProblem(f"no tenant '{ns.slug}' in {ns.config}")
+        store.rollback(config, ns.slug, ns.reason, actor())
+        print(f"{ns.slug}: pinned to v1 ({ns.reason}); every router applies it within 5 s. "
+              f"`dualstack rollout ack {ns.slug}` releases it.")
+        return ExitStatus.OK
+    for tenant in store.release_stale(config, actor()):
+        print(f"{tenant}: lock released, its routing entry changed since the rollback")
+    locks = store.locks()
+    print(f"{'tenant':24} {'declared':9} {'effective':10} why")
+    for slug, spec in sorted(config.tenants.items()):
+        backend, why = effective_backend(spec.backend, locks.get(slug))
+        print(f"{slug:24} {spec.backend:9} {backend:10} {why or '-'}")
+    return ExitStatus.OK
+
+
 def cmd_demo(ns: argparse.Namespace) -> ExitStatus:
     from controlplane.demo import run_demo
 
@@ -300,6 +335,18 @@ def build_parser() -> argparse.ArgumentParser:
                            "(detection times, false rollbacks)")
     sim.add_argument("--seeds", type=int, default=20)
     sim.set_defaults(func=cmd_rollout_simulate)
+    status = r_sub.add_parser("status", help="declared and effective backend of every tenant, and why")
+    status.add_argument("--config", required=True, help="the routing file")
+    back = r_sub.add_parser("rollback", help="pin a tenant to v1 now, overriding the routing file")
+    back.add_argument("slug")
+    back.add_argument("--config", required=True, help="the routing file")
+    back.add_argument("--reason", required=True, help="why (recorded, and shown by status)")
+    ack = r_sub.add_parser("ack", help="release a tenant's rollback lock: the routing file decides again")
+    ack.add_argument("slug")
+    for parser_ in (status, back, ack):
+        parser_.add_argument("--state-database-url", help="default: $DUALSTACK_STATE_DATABASE_URL")
+        parser_.add_argument("--schema", default=STATE_SCHEMA)
+        parser_.set_defaults(func=cmd_rollout_locks)
 
     p = sub.add_parser("demo", help="run the whole stack locally on embedded defaults")
     p.add_argument("--state-dir", default=".dualstack-demo", help="where the demo keeps its files")

@@ -26,6 +26,7 @@ from proxy.forward import (
     forward,
 )
 from proxy.headers import REQUEST_ID, SHADOW_HEADER, request_id_from, upstream_head
+from proxy.locks import LOCK_POLL_S, watch_locks
 from proxy.metrics import NO_BACKEND, UNKNOWN_TENANT, ProxyMetrics
 from proxy.mirror import Mirror, ShadowJob, skip_reason
 from proxy.routing import Route, RoutingTable
@@ -146,6 +147,7 @@ def create_apps(
     reload_interval_s: float = RELOAD_POLL_INTERVAL_S,
     state_database_url: str | None = None,
     state_schema: str = STATE_SCHEMA,
+    lock_poll_s: float = LOCK_POLL_S,
 ) -> tuple[web.Application, web.Application]:
     """The proxy app and its admin app. Raises ConfigError if the routing file is unusable."""
     metrics = ProxyMetrics(registry)
@@ -175,6 +177,9 @@ def create_apps(
         if store is not None:
             await store.open()
             tasks.spawn(store.run(), name="shadow-store")
+        if state_database_url:
+            tasks.spawn(watch_locks(state, metrics, state_database_url, state_schema, lock_poll_s),
+                        name="rollout-locks")
         yield
         state.draining = True
         await mirror.close()

@@ -7,12 +7,13 @@ files and /metrics aggregates them, so totals are correct whichever worker answe
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from controlplane.config.model import BACKENDS, RoutingConfig
+from controlplane.config.model import BACKENDS
 
 UNKNOWN_TENANT: Final = "unknown"
 NO_BACKEND: Final = "none"
@@ -79,6 +80,15 @@ class ProxyMetrics:
         )
         self.config_issues = Gauge(
             "dualstack_config_issues", "Problems found in the routing file by the last reload attempt.",
+            registry=registry, multiprocess_mode="livemostrecent",
+        )
+        self.locks_refresh_success = Gauge(
+            "dualstack_rollout_locks_refresh_success",
+            "1 if the last read of rollback locks from the state database succeeded (0: last known kept).",
+            registry=registry, multiprocess_mode="livemostrecent",
+        )
+        self.locks_active = Gauge(
+            "dualstack_rollout_locks", "Tenants pinned by a rollback lock, overriding the routing file.",
             registry=registry, multiprocess_mode="livemostrecent",
         )
         self.background_dropped = Counter(
@@ -152,19 +162,20 @@ class ProxyMetrics:
     def upstream_error(self, tenant: str, backend: str, kind: str) -> None:
         self.upstream_errors.labels(tenant, backend, kind).inc()
 
-    def config_loaded(self, config: RoutingConfig, generation: int, at_s: float,
-                      previous: RoutingConfig | None) -> None:
+    def config_loaded(self, generation: int, at_s: float) -> None:
         self.config_generation.set(generation)
         self.config_last_reload_success.set(1)
         self.config_last_reload_timestamp.set(at_s)
         self.config_issues.set(0)
-        if previous is not None:
-            for slug in previous.tenants.keys() - config.tenants.keys():
-                for backend in BACKENDS:
-                    self.tenant_backend.remove(slug, backend)
-        for slug, tenant in config.tenants.items():
+
+    def routes_changed(self, serving: Mapping[str, str], previous: Mapping[str, str]) -> None:
+        """`serving`: tenant -> the backend now serving it (the file, or a rollback lock)."""
+        for slug in previous.keys() - serving.keys():
             for backend in BACKENDS:
-                self.tenant_backend.labels(slug, backend).set(1 if tenant.backend == backend else 0)
+                self.tenant_backend.remove(slug, backend)
+        for slug, serving_backend in serving.items():
+            for backend in BACKENDS:
+                self.tenant_backend.labels(slug, backend).set(1 if serving_backend == backend else 0)
 
     def config_rejected(self, issue_count: int, at_s: float) -> None:
         self.config_last_reload_success.set(0)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
+from controlplane.config.locks import Lock, effective_backend
 from controlplane.config.model import Backend, RoutingConfig, ShadowSpec, UpstreamSpec
 from proxy.tenant import TenantRule
 
@@ -16,6 +19,8 @@ class Route:
     shadow: ShadowSpec | None = None
     shadow_backend: Backend | None = None  # the other backend, when mirrored
     shadow_upstream: UpstreamSpec | None = None
+    declared_backend: Backend | None = None  # what the routing file says, when a lock overrides it
+    override_reason: str | None = None
 
 
 class RoutingTable:
@@ -25,19 +30,25 @@ class RoutingTable:
     table is routed entirely by that one snapshot even if a reload swaps the table meanwhile.
     """
 
-    __slots__ = ("config", "generation", "routes", "rule")
+    __slots__ = ("config", "generation", "locks", "routes", "rule")
 
-    def __init__(self, config: RoutingConfig, generation: int) -> None:
+    def __init__(self, config: RoutingConfig, generation: int,
+                 locks: Mapping[str, Lock] = MappingProxyType({})) -> None:
         self.config = config
         self.generation = generation
+        self.locks = locks
         self.rule = TenantRule.from_config(config)
         self.routes: dict[str, Route] = {}
         for slug, tenant in config.tenants.items():
-            other: Backend = "v2" if tenant.backend == "v1" else "v1"
+            backend, reason = effective_backend(tenant.backend, locks.get(slug))
+            other: Backend = "v2" if backend == "v1" else "v1"
             mirrored = tenant.shadow is not None
-            self.routes[slug] = Route(slug, tenant.backend, config.upstreams[tenant.backend], tenant.shadow,
-                                      other if mirrored else None,
-                                      config.upstreams[other] if mirrored else None)
+            self.routes[slug] = Route(slug, backend, config.upstreams[backend], tenant.shadow,
+                                      other if mirrored else None, config.upstreams[other] if mirrored else None,
+                                      tenant.backend if reason else None, reason)
+
+    def with_locks(self, locks: Mapping[str, Lock]) -> RoutingTable:
+        return RoutingTable(self.config, self.generation, locks)
 
     def route_for(self, tenant: str) -> Route | None:
         return self.routes.get(tenant)
@@ -63,6 +74,8 @@ class RoutingTable:
             "tenants": {
                 slug: {
                     "backend": route.backend,
+                    "declared_backend": route.declared_backend or route.backend,
+                    "override": route.override_reason,
                     "upstream": route.upstream.url,
                     "hosts": [f"{slug}.{self.config.base_domain}", *self.config.tenants[slug].hosts],
                 }

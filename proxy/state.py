@@ -10,9 +10,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from controlplane.config import ConfigFile, ConfigIssue, ReloadOutcome
+from controlplane.config.locks import Lock
 from proxy.metrics import ProxyMetrics
 from proxy.routing import RoutingTable
 
@@ -31,12 +32,14 @@ class RouterState:
         self._on_swap = on_swap
         config = config_file.load_initial()
         self.table = RoutingTable(config, generation=1)
+        self.locks: Mapping[str, Lock] = {}
         self.last_reload_ok = True
         self.last_reload_at_s = time.time()
         self.last_issues: tuple[ConfigIssue, ...] = ()
         self.draining = False
         self.reload_requested = asyncio.Event()
-        metrics.config_loaded(config, 1, self.last_reload_at_s, previous=None)
+        metrics.config_loaded(1, self.last_reload_at_s)
+        metrics.routes_changed(_serving(self.table), {})
         log.info("routing loaded from %s: %s", config.source, config.summary())
 
     def request_reload(self) -> None:
@@ -61,9 +64,9 @@ class RouterState:
                 log.error("%s", issue)
             return
         previous = self.table
-        self.table = RoutingTable(outcome.config, previous.generation + 1)
-        self.metrics.config_loaded(outcome.config, self.table.generation, outcome.at_s,
-                                   previous=previous.config)
+        self.table = RoutingTable(outcome.config, previous.generation + 1, self.locks)
+        self.metrics.config_loaded(self.table.generation, outcome.at_s)
+        self.metrics.routes_changed(_serving(self.table), _serving(previous))
         if self._on_swap is not None:
             self._on_swap(self.table)
         changed = sorted(
@@ -76,6 +79,22 @@ class RouterState:
                  ", ".join(f"{s}->{self.table.routes[s].backend}" for s in changed) or "none",
                  ", ".join(removed) or "none")
 
+    def apply_locks(self, locks: Mapping[str, Lock]) -> None:
+        """New rollback locks from the state database: the same config, other effective routes."""
+        if dict(locks) == dict(self.locks):
+            return
+        previous, self.locks = self.table, locks
+        self.table = previous.with_locks(locks)
+        self.metrics.routes_changed(_serving(self.table), _serving(previous))
+        self.metrics.locks_active.set(sum(1 for r in self.table.routes.values() if r.override_reason))
+        for slug, route in sorted(self.table.routes.items()):
+            old = previous.routes.get(slug)
+            if old is None or old.backend != route.backend:
+                log.warning("tenant %s now served by %s (%s)", slug, route.backend,
+                            route.override_reason or "the routing file again")
+        if self._on_swap is not None:
+            self._on_swap(self.table)
+
     async def watch(self, interval_s: float) -> None:
         """Poll the file every `interval_s`, and at once when a reload is requested."""
         while True:
@@ -84,3 +103,7 @@ class RouterState:
             forced = self.reload_requested.is_set()
             self.reload_requested.clear()
             self.poll(force=forced)
+
+
+def _serving(table: RoutingTable) -> dict[str, str]:
+    return {slug: route.backend for slug, route in table.routes.items()}

@@ -109,12 +109,13 @@ RouterFactory = Callable[..., Awaitable[Router]]
 
 @pytest.fixture
 async def make_router(aiohttp_server: Any, tmp_path: Path) -> RouterFactory:
-    async def make(yaml_text: str, *, state_database_url: str | None = None, **server_kwargs: Any) -> Router:
+    async def make(yaml_text: str, *, state_database_url: str | None = None, lock_poll_s: float = 0.1,
+                   **server_kwargs: Any) -> Router:
         config_path = tmp_path / "routing.yaml"
         config_path.write_text(yaml_text)
         registry = CollectorRegistry()
         app, admin_app = create_apps(config_path, registry, reload_interval_s=0.05,
-                                     state_database_url=state_database_url)
+                                     state_database_url=state_database_url, lock_poll_s=lock_poll_s)
         server = await aiohttp_server(app, **server_kwargs)
         admin = await aiohttp_server(admin_app)
         return Router(server, admin, app, registry, config_path)

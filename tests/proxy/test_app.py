@@ -157,7 +157,7 @@ async def test_metrics_after_known_traffic(upstreams: dict[str, Upstream], make_
             assert response.status == 200
     assert 'dualstack_requests_total{backend="v1",code_class="2xx",tenant="buatfilm"} 3.0' in text
     assert routes["tenants"]["buatfilm"] == {
-        "backend": "v1", "upstream": upstreams["v1"].url,
+        "backend": "v1", "declared_backend": "v1", "override": None, "upstream": upstreams["v1"].url,
         "hosts": ["buatfilm.agentbar.ai", "buatfilm.agentbar.ai", "shop.example.com"]}
     assert routes["last_reload"] == {"ok": True, "at_s": routes["last_reload"]["at_s"], "issues": []}
     if shutil.which("promtool"):
