@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import enum
+import json
 import os
 import shlex
 import sys
@@ -236,6 +237,49 @@ def cmd_rollout_locks(ns: argparse.Namespace) -> ExitStatus:
     return ExitStatus.OK
 
 
+def cmd_rollout_decide(ns: argparse.Namespace) -> ExitStatus:
+    import time
+    from datetime import UTC, datetime
+
+    from controlplane.rollout.decide import Policy
+    from controlplane.rollout.decider import RolloutStore, run_once
+    from controlplane.rollout.sources import PrometheusSource
+
+    store = RolloutStore(_state_url(ns), ns.schema)
+    source = PrometheusSource(ns.prometheus_url)
+    while True:
+        config = load_config(ns.config)
+        for tenant, what in run_once(config, store, source, Policy(), datetime.now(UTC), dry_run=ns.dry_run):
+            print(f"{datetime.now(UTC):%H:%M:%S} {tenant}: {what}", flush=True)
+        if ns.once:
+            return ExitStatus.OK
+        time.sleep(ns.interval)
+
+
+def cmd_rollout_explain(ns: argparse.Namespace) -> ExitStatus:
+    from controlplane.rollout.decider import RolloutStore
+
+    store = RolloutStore(_state_url(ns), ns.schema)
+    rollout = store.rollouts().get(ns.slug)
+    decisions, events = store.history(ns.slug, ns.limit)
+    if rollout is None and not decisions and not events:
+        print(f"{ns.slug}: no rollout recorded (the decider starts one when the tenant is declared on v2)")
+        return ExitStatus.OK
+    if rollout is not None:
+        started = f"{rollout.soak_started_at:%Y-%m-%d %H:%M} UTC"
+        print(f"{ns.slug}: {rollout.phase.replace('_', ' ')}; soak started {started}")
+    story = [(at, f"decision: {action} ({verdict}){' [dry run]' if dry else ''}: " + "; ".join(reasons), checks)
+             for at, action, verdict, dry, reasons, checks in decisions]
+    story += [(at, f"{kind} by {actor}: {json.dumps(detail)}", None) for at, kind, actor, detail in events]
+    for at, line, checks in sorted(story, key=lambda item: item[0]):
+        print(f"  {at:%Y-%m-%d %H:%M:%S} {line}")
+        for check in checks or []:
+            if check["outcome"] != "pass":
+                print(f"      {check['name']}: {check['outcome']} - {check['reason']} [{check['test']}; "
+                      f"{check['threshold']}]")
+    return ExitStatus.OK
+
+
 def cmd_demo(ns: argparse.Namespace) -> ExitStatus:
     from controlplane.demo import run_demo
 
@@ -343,10 +387,22 @@ def build_parser() -> argparse.ArgumentParser:
     back.add_argument("--reason", required=True, help="why (recorded, and shown by status)")
     ack = r_sub.add_parser("ack", help="release a tenant's rollback lock: the routing file decides again")
     ack.add_argument("slug")
-    for parser_ in (status, back, ack):
+    dec = r_sub.add_parser("decide", help="decide for every tenant soaking on v2 (and act, unless --dry-run)")
+    dec.add_argument("--config", required=True, help="the routing file")
+    dec.add_argument("--prometheus-url", required=True, help="e.g. http://127.0.0.1:9090")
+    dec.add_argument("--once", action="store_true", help="one pass (for a systemd timer)")
+    dec.add_argument("--interval", type=float, default=60.0, help="seconds between passes")
+    dec.add_argument("--dry-run", action="store_true", help="record what would be done; do nothing")
+    dec.set_defaults(func=cmd_rollout_decide)
+    exp = r_sub.add_parser("explain", help="the story of a tenant's rollout, decision by decision")
+    exp.add_argument("slug")
+    exp.add_argument("--limit", type=int, default=20)
+    exp.set_defaults(func=cmd_rollout_explain)
+    for parser_ in (status, back, ack, dec, exp):
         parser_.add_argument("--state-database-url", help="default: $DUALSTACK_STATE_DATABASE_URL")
         parser_.add_argument("--schema", default=STATE_SCHEMA)
-        parser_.set_defaults(func=cmd_rollout_locks)
+        if parser_ not in (dec, exp):
+            parser_.set_defaults(func=cmd_rollout_locks)
 
     p = sub.add_parser("demo", help="run the whole stack locally on embedded defaults")
     p.add_argument("--state-dir", default=".dualstack-demo", help="where the demo keeps its files")

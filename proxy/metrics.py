@@ -176,6 +176,11 @@ class ProxyMetrics:
         for slug, serving_backend in serving.items():
             for backend in BACKENDS:
                 self.tenant_backend.labels(slug, backend).set(1 if serving_backend == backend else 0)
+                # Series exist at zero from the start: a counter that first appears already at 5
+                # shows no increase() in Prometheus, so a tenant's first errors would be invisible.
+                for code_class in CODE_CLASSES:
+                    self.requests.labels(slug, backend, code_class)
+                self.duration.labels(slug, backend)
 
     def config_rejected(self, issue_count: int, at_s: float) -> None:
         self.config_last_reload_success.set(0)

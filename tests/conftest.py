@@ -177,3 +177,53 @@ def database() -> Any:
         yield Database(admin_url, make_conninfo(admin_url, user=layout.app_role), layout)
     finally:
         _drop(name, layout)
+
+
+# -- a real Prometheus on loopback, scraping given targets with the project's rules loaded -------
+
+import shutil as _shutil  # noqa: E402
+import subprocess as _subprocess  # noqa: E402
+
+import aiohttp as _aiohttp  # noqa: E402
+
+
+@pytest.fixture
+async def prometheus(tmp_path: Path) -> Any:
+    processes: list[_subprocess.Popen[str]] = []
+
+    async def start(targets: list[str]) -> str:
+        if _shutil.which("prometheus") is None:
+            pytest.skip("prometheus is not installed")
+        from tests.proxy.test_forward import free_port
+
+        port = free_port()
+        config = tmp_path / "prometheus.yml"
+        rules = REPO / "configs" / "prometheus" / "dualstack.rules.yml"
+        config.write_text(textwrap.dedent(f"""\
+            global: {{scrape_interval: 1s, evaluation_interval: 1s}}
+            rule_files: ["{rules}"]
+            scrape_configs:
+              - job_name: dualstack-router
+                static_configs: [{{targets: {targets!r}}}]
+            """).replace("'", '"'))
+        process = _subprocess.Popen(
+            ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'prometheus-data'}",
+             f"--web.listen-address=127.0.0.1:{port}"], stdout=_subprocess.DEVNULL, stderr=_subprocess.DEVNULL,
+            text=True)
+        processes.append(process)
+        base = f"http://127.0.0.1:{port}"
+        async with _aiohttp.ClientSession() as session:
+            for _ in range(300):
+                try:
+                    async with session.get(f"{base}/-/ready") as response:
+                        if response.status == 200:
+                            return base
+                except _aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise AssertionError("prometheus did not start")
+
+    yield start
+    for process in processes:
+        process.terminate()
+        process.communicate(timeout=20)

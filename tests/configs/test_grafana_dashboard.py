@@ -5,20 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import subprocess
-import textwrap
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from tests.conftest import DEFAULT_TENANTS, REPO, RouterFactory, Upstream, routing_yaml
-from tests.proxy.test_forward import free_port
 
 DASHBOARD = REPO / "configs" / "grafana" / "dualstack.json"
-RULES = REPO / "configs" / "prometheus" / "dualstack.rules.yml"
 
 
 def queries() -> list[tuple[str, str]]:
@@ -39,57 +32,29 @@ def test_the_dashboard_is_well_formed() -> None:
     assert all(p["targets"] and p["datasource"]["type"] == "prometheus" for p in dashboard["panels"])
 
 
-@pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus is not installed")
 async def test_every_query_runs_on_a_real_prometheus(upstreams: dict[str, Upstream], make_router: RouterFactory,
-                                                      tmp_path: Path) -> None:
+                                                      prometheus: Any) -> None:
     router = await make_router(routing_yaml(upstreams["v1"].url, upstreams["v2"].url, DEFAULT_TENANTS))
     async with aiohttp.ClientSession() as session:
         for _ in range(5):
             async with session.get(f"{router.url}/x", headers={"Host": "buatfilm.agentbar.ai"}):
                 pass
-    port = free_port()
-    admin = str(router.admin.make_url("")).split("//", 1)[1].rstrip("/")
-    config = tmp_path / "prometheus.yml"
-    config.write_text(textwrap.dedent(f"""\
-        global: {{scrape_interval: 1s, evaluation_interval: 1s}}
-        rule_files: ["{RULES}"]
-        scrape_configs:
-          - job_name: dualstack-router
-            static_configs: [{{targets: ["{admin}"]}}]
-        """))
-    process = subprocess.Popen(
-        ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as session:
-            for _ in range(200):
-                try:
-                    async with session.get(f"{base}/-/ready") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
-            else:
-                raise AssertionError("prometheus did not start")
+    base = await prometheus([str(router.admin.make_url("")).split("//", 1)[1].rstrip("/")])
+    async with aiohttp.ClientSession() as session:
 
-            async def query(expr: str) -> dict[str, Any]:
-                async with session.get(f"{base}/api/v1/query", params={"query": expr}) as response:
-                    return dict(await response.json())
+        async def query(expr: str) -> dict[str, Any]:
+            async with session.get(f"{base}/api/v1/query", params={"query": expr}) as response:
+                return dict(await response.json())
 
-            for _ in range(100):  # wait for the first scrape of the router
-                if (await query("dualstack_requests_total"))["data"]["result"]:
-                    break
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("prometheus never scraped the router")
-            for title, expr in queries():
-                answer = await query(concrete(expr))
-                assert answer["status"] == "success", (title, answer)
-            served = await query(concrete(dict(queries())["Backend serving each tenant"]))
-            assert {(r["metric"]["tenant"], r["metric"]["backend"]) for r in served["data"]["result"]} == {
-                ("buatfilm", "v1"), ("demo", "v2")}
-    finally:
-        process.terminate()
-        process.communicate(timeout=20)
+        for _ in range(100):  # wait for the first scrape of the router
+            if (await query("dualstack_requests_total"))["data"]["result"]:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("prometheus never scraped the router")
+        for title, expr in queries():
+            answer = await query(concrete(expr))
+            assert answer["status"] == "success", (title, answer)
+        served = await query(concrete(dict(queries())["Backend serving each tenant"]))
+        assert {(r["metric"]["tenant"], r["metric"]["backend"]) for r in served["data"]["result"]} == {
+            ("buatfilm", "v1"), ("demo", "v2")}

@@ -164,3 +164,16 @@ async def test_metrics_after_known_traffic(upstreams: dict[str, Upstream], make_
         check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True,
                                check=False)
         assert check.returncode == 0, check.stdout + check.stderr
+
+
+async def test_every_tenant_series_exists_at_zero_before_any_traffic(
+    upstreams: dict[str, Upstream], make_router: RouterFactory
+) -> None:
+    router = await make_router(routing_yaml(upstreams["v1"].url, upstreams["v2"].url, DEFAULT_TENANTS))
+    # A counter first seen at a non-zero value shows no increase() in Prometheus.
+    for tenant in ("buatfilm", "demo"):
+        for backend in ("v1", "v2"):
+            assert router.registry.get_sample_value(
+                "dualstack_requests_total", {"tenant": tenant, "backend": backend, "code_class": "5xx"}) == 0
+            assert router.registry.get_sample_value(
+                "dualstack_request_duration_seconds_count", {"tenant": tenant, "backend": backend}) == 0
