@@ -241,7 +241,6 @@ def cmd_rollout_decide(ns: argparse.Namespace) -> ExitStatus:
     import time
     from datetime import UTC, datetime
 
-    from controlplane.rollout.decide import Policy
     from controlplane.rollout.decider import RolloutStore, run_once
     from controlplane.rollout.sources import PrometheusSource
 
@@ -249,7 +248,7 @@ def cmd_rollout_decide(ns: argparse.Namespace) -> ExitStatus:
     source = PrometheusSource(ns.prometheus_url)
     while True:
         config = load_config(ns.config)
-        for tenant, what in run_once(config, store, source, Policy(), datetime.now(UTC), dry_run=ns.dry_run):
+        for tenant, what in run_once(config, store, source, None, datetime.now(UTC), dry_run=ns.dry_run):
             print(f"{datetime.now(UTC):%H:%M:%S} {tenant}: {what}", flush=True)
         if ns.once:
             return ExitStatus.OK

@@ -6,6 +6,7 @@ file produces a new `RoutingConfig`.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -78,6 +79,7 @@ class TenantSpec:
     # How nginx reaches the backend: through the router (metrics, shadow, live flips) or directly.
     via: Via = "router"
     shadow: ShadowSpec | None = None  # None: not mirrored
+    soak_s: float | None = None  # overrides the rollout policy's soak window for this tenant
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,30 @@ class TlsSpec:
     port: int
     certificate: str
     certificate_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutPolicy:
+    """Thresholds of the go/no-go decision (the `rollout:` section of the routing file)."""
+
+    soak_s: float = 24 * 3600
+    alpha: float = 0.001  # bound on the false-rollback probability of one soak
+    beta: float = 0.05
+    error_floor_abs: float = 0.005  # effect-size floor: v2 may be this much worse without harm...
+    error_floor_rel: float = 0.5  # ...or this share of the baseline, whichever is larger
+    error_detect: float = 0.005  # the extra error rate worth detecting beyond the tolerable one
+    assumed_baseline: float = 0.01  # v1's error rate when its history is too short to estimate
+    min_requests: int = 50
+    slo_target: float = 0.999
+    page_burn: float = 14.4
+    burn_min_long: int = 200
+    burn_min_short: int = 30
+    burn_min_errors: int = 5
+    latency_ratio_max: float = 1.3
+    latency_min_samples: int = 200
+    mismatch_floor: float = 0.005
+    mismatch_detect: float = 0.01
+    min_comparisons: int = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +140,7 @@ class RoutingConfig:
     tenants: Mapping[str, TenantSpec]
     nginx: NginxSpec = field(default_factory=NginxSpec)
     shadow_limits: ShadowLimits = field(default_factory=ShadowLimits)
+    rollout: RolloutPolicy = field(default_factory=RolloutPolicy)
     source: str = "<memory>"
     digest: str = ""
     # host (lower case, no port) -> slug, for the explicit `hosts` entries only
@@ -133,3 +160,10 @@ class RoutingConfig:
         counts = {b: sum(1 for t in self.tenants.values() if t.backend == b) for b in BACKENDS}
         split = ", ".join(f"{n} on {b}" for b, n in counts.items())
         return f"{len(self.tenants)} tenant(s) ({split}), base domain {self.base_domain}"
+
+    def rollout_policy(self, slug: str) -> RolloutPolicy:
+        """The decision thresholds for one tenant: the file's, with the tenant's own soak window."""
+        tenant = self.tenants.get(slug)
+        if tenant is None or tenant.soak_s is None:
+            return self.rollout
+        return dataclasses.replace(self.rollout, soak_s=tenant.soak_s)

@@ -21,6 +21,7 @@ from controlplane.config.model import (
     Backend,
     IPNetwork,
     NginxSpec,
+    RolloutPolicy,
     RoutingConfig,
     ShadowLimits,
     ShadowSpec,
@@ -31,9 +32,14 @@ from controlplane.config.model import (
 
 _LABEL_RE: Final = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
-TOP_KEYS: Final = {"upstreams", "base_domain", "platform_subdomains", "trusted_proxies", "tenants", "nginx", "shadow"}
+TOP_KEYS: Final = {"upstreams", "base_domain", "platform_subdomains", "trusted_proxies", "tenants", "nginx", "shadow",
+                   "rollout"}
 UPSTREAM_KEYS: Final = {"url", "connect_timeout_s", "read_timeout_s", "pool_size"}
-TENANT_KEYS: Final = {"backend", "hosts", "via", "shadow"}
+TENANT_KEYS: Final = {"backend", "hosts", "via", "shadow", "rollout"}
+# The routing file says soak_hours; the policy keeps seconds.
+ROLLOUT_KEYS: Final = {f.name for f in dataclasses.fields(RolloutPolicy) if f.name != "soak_s"} | {"soak_hours"}
+_FRACTIONS: Final = {"alpha", "beta", "error_floor_abs", "error_floor_rel", "error_detect", "assumed_baseline",
+                     "slo_target", "mismatch_floor", "mismatch_detect"}
 SHADOW_KEYS: Final = {"enabled", "sample_rate", "routes", "max_body_bytes", "ignore", "case_insensitive",
                       "numeric_tolerance", "ignore_extra_fields", "noise_sample_rate"}
 SHADOW_LIMIT_KEYS: Final = {"queue_size", "concurrency", "timeout_s"}
@@ -214,6 +220,7 @@ def build_config(doc: LoadedDocument, digest: str = "") -> RoutingConfig:
     tenants = _tenants(c, data.get("tenants"), base_domain, platform)
     nginx = _nginx(c, data["nginx"]) if "nginx" in data else NginxSpec()
     limits = _shadow_limits(c, data["shadow"]) if "shadow" in data else ShadowLimits()
+    rollout = _rollout(c, data["rollout"]) if "rollout" in data else RolloutPolicy()
     if c.issues:
         raise ConfigError(tuple(sorted(c.issues, key=lambda i: (i.line, i.path))))
     return RoutingConfig(
@@ -224,6 +231,7 @@ def build_config(doc: LoadedDocument, digest: str = "") -> RoutingConfig:
         tenants=tenants,
         nginx=nginx,
         shadow_limits=limits,
+        rollout=rollout,
         source=doc.source,
         digest=digest,
     )
@@ -291,9 +299,14 @@ def _tenants(
             c.add((*path, "via"), f"via must be router or direct, not '{via}'")
             continue
         shadow = _shadow(c, entry["shadow"], (*path, "shadow")) if "shadow" in entry else None
+        soak_s = None
+        if "rollout" in entry and c.mapping(entry["rollout"], (*path, "rollout"), {"soak_hours"}, set()) \
+                and "soak_hours" in entry["rollout"]:
+            hours = c.number(entry["rollout"]["soak_hours"], (*path, "rollout", "soak_hours"), minimum=0.01)
+            soak_s = hours * 3600 if hours is not None else None
         if backend in BACKENDS and SLUG_RE.match(str(slug)):
             tenants[slug] = TenantSpec(slug=slug, backend=cast(Backend, backend),
-                                       hosts=tuple(dict.fromkeys(hosts)), via=via, shadow=shadow)
+                                       hosts=tuple(dict.fromkeys(hosts)), via=via, shadow=shadow, soak_s=soak_s)
     return tenants
 
 
@@ -407,6 +420,28 @@ def _shadow(c: _Collector, raw: Any, path: Path_) -> ShadowSpec | None:
         else:
             kwargs["ignore_extra_fields"] = raw["ignore_extra_fields"]
     return dataclasses.replace(spec, **kwargs)
+
+
+def _rollout(c: _Collector, raw: Any) -> RolloutPolicy:
+    policy = RolloutPolicy()
+    if not c.mapping(raw, ("rollout",), ROLLOUT_KEYS, set()):
+        return policy
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in ROLLOUT_KEYS:
+            continue
+        if key == "soak_hours":
+            if (hours := c.number(value, ("rollout", key), minimum=0.01)) is not None:
+                kwargs["soak_s"] = hours * 3600
+            continue
+        integer = isinstance(getattr(policy, key), int)
+        number = _fraction(c, value, ("rollout", key)) if key in _FRACTIONS else c.number(
+            value, ("rollout", key), minimum=1 if integer else 0, integer=integer)
+        if number is not None:
+            kwargs[key] = int(number) if integer else number
+    if "alpha" in kwargs and not 0 < kwargs["alpha"] < 0.5:
+        c.add(("rollout", "alpha"), "must be between 0 and 0.5 (the bound on false rollbacks)")
+    return dataclasses.replace(policy, **kwargs)
 
 
 def _shadow_limits(c: _Collector, raw: Any) -> ShadowLimits:

@@ -23,7 +23,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from controlplane.config.model import RolloutPolicy
 from controlplane.rollout.stats import bernoulli_llr, wilson
+
+Policy = RolloutPolicy  # the thresholds, declared in the routing file's `rollout:` section
 
 
 class Outcome(enum.StrEnum):
@@ -68,28 +71,6 @@ class Evidence:
     latency_samples: int = 0
     shadow: Counts | None = None  # mismatches / comparisons
     provider_error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    soak_s: float = 24 * 3600
-    alpha: float = 0.001  # bound on the false-rollback probability of one soak
-    beta: float = 0.05
-    error_floor_abs: float = 0.005  # effect-size floor: v2 may be this much worse without harm...
-    error_floor_rel: float = 0.5  # ...or this share of the baseline, whichever is larger
-    error_detect: float = 0.005  # the extra error rate worth detecting beyond the tolerable one
-    assumed_baseline: float = 0.01  # v1's error rate when its history is too short to estimate
-    min_requests: int = 50
-    slo_target: float = 0.999
-    page_burn: float = 14.4
-    burn_min_long: int = 200
-    burn_min_short: int = 30
-    burn_min_errors: int = 5
-    latency_ratio_max: float = 1.3
-    latency_min_samples: int = 200
-    mismatch_floor: float = 0.005
-    mismatch_detect: float = 0.01
-    min_comparisons: int = 100
 
 
 @dataclass(frozen=True, slots=True)

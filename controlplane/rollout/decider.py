@@ -106,9 +106,11 @@ class RolloutStore:
         return decisions, events
 
 
-def run_once(config: RoutingConfig, store: RolloutStore, source: EvidenceSource, policy: Policy, now: datetime,
-             *, dry_run: bool = False) -> list[tuple[str, str]]:
-    """One pass over every tenant declared on v2; returns (tenant, what happened) lines."""
+def run_once(config: RoutingConfig, store: RolloutStore, source: EvidenceSource, policy: Policy | None,
+             now: datetime, *, dry_run: bool = False) -> list[tuple[str, str]]:
+    """One pass over every tenant declared on v2; returns (tenant, what happened) lines.
+
+    `policy` None: each tenant's thresholds come from the routing file (`rollout:`)."""
     report: list[tuple[str, str]] = []
     with store.leader() as leading:
         if not leading:
@@ -134,7 +136,7 @@ def run_once(config: RoutingConfig, store: RolloutStore, source: EvidenceSource,
                 evidence = source.evidence(slug, rollout.soak_started_at, now)
             except SourceError as exc:
                 evidence = dataclasses.replace(_NO_EVIDENCE, provider_error=str(exc))
-            decision, memory = decide(evidence, policy, soaked_s, rollout.memory)
+            decision, memory = decide(evidence, policy or config.rollout_policy(slug), soaked_s, rollout.memory)
             store.record(slug, decision, dry_run)
             report.append((slug, f"{decision.action}: {decision.reasons[0]}" + (" (dry run)" if dry_run else "")))
             if dry_run:

@@ -178,3 +178,30 @@ def test_shadow_settings_are_checked() -> None:
           off: {backend: v1, shadow: {enabled: false}}
         """))
     assert config.tenants["on"].shadow is not None and config.tenants["off"].shadow is None
+
+
+def test_rollout_thresholds_are_declared_and_checked() -> None:
+    config = load_config(REPO / "configs" / "routing.example.yaml")
+    assert config.rollout.soak_s == 24 * 3600 and config.rollout.alpha == 0.001
+    config = load_config_text(textwrap.dedent("""\
+        upstreams: {v1: {url: "http://a:1"}, v2: {url: "http://b:2"}}
+        base_domain: agentbar.ai
+        rollout: {soak_hours: 12, min_requests: 100}
+        tenants:
+          slow: {backend: v2, rollout: {soak_hours: 48}}
+          usual: {backend: v2}
+        """))
+    assert config.rollout_policy("slow").soak_s == 48 * 3600
+    assert config.rollout_policy("usual").soak_s == 12 * 3600 and config.rollout.min_requests == 100
+    issues = issues_of("""\
+        upstreams: {v1: {url: "http://a:1"}, v2: {url: "http://b:2"}}
+        base_domain: agentbar.ai
+        rollout: {soak_hours: -1, alpha: 2, bogus: 1, min_requests: 1.5}
+        tenants:
+          x: {backend: v2, rollout: {soak: 1}}
+        """)
+    for fragment in ("routing.yaml:3: rollout.alpha: must be between 0 and 1", "routing.yaml:3: rollout.bogus: unknown key",
+                     "routing.yaml:3: rollout.min_requests: must be an integer",
+                     "routing.yaml:3: rollout.soak_hours: must be at least 0.01",
+                     "routing.yaml:5: tenants.x.rollout.soak: unknown key"):
+        assert any(i.startswith(fragment) for i in issues), (fragment, issues)
