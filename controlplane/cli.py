@@ -212,10 +212,13 @@ def _state_url(ns: argparse.Namespace) -> str:
 def cmd_rollout_locks(ns: argparse.Namespace) -> ExitStatus:
     from controlplane.config.locks import effective_backend
     from controlplane.rollout.locks import LockStore, actor
+    from controlplane.rollout.notify import notify
 
     store = LockStore(_state_url(ns), ns.schema)
     if ns.rollout_command == "ack":
         lock = store.ack(ns.slug, actor())
+        if lock is not None:
+            notify(_notify_url(ns), f"dualstack: {ns.slug} lock acknowledged by {actor()}; the routing file decides")
         print(f"{ns.slug}: lock released ({lock.reason}); the routing file decides again" if lock
               else f"{ns.slug}: no lock to acknowledge")
         return ExitStatus.OK
@@ -224,6 +227,7 @@ def cmd_rollout_locks(ns: argparse.Namespace) -> ExitStatus:
         if ns.slug not in config.tenants:
             raise UsageProblem(f"no tenant '{ns.slug}' in {ns.config}")
         store.rollback(config, ns.slug, ns.reason, actor())
+        notify(_notify_url(ns), f"dualstack: {ns.slug} rolled back to v1 by {actor()} - {ns.reason}")
         print(f"{ns.slug}: pinned to v1 ({ns.reason}); every router applies it within 5 s. "
               f"`dualstack rollout ack {ns.slug}` releases it.")
         return ExitStatus.OK
@@ -248,11 +252,32 @@ def cmd_rollout_decide(ns: argparse.Namespace) -> ExitStatus:
     source = PrometheusSource(ns.prometheus_url)
     while True:
         config = load_config(ns.config)
-        for tenant, what in run_once(config, store, source, None, datetime.now(UTC), dry_run=ns.dry_run):
+        for tenant, what in run_once(config, store, source, None, datetime.now(UTC), dry_run=ns.dry_run,
+                                     notify_url=_notify_url(ns)):
             print(f"{datetime.now(UTC):%H:%M:%S} {tenant}: {what}", flush=True)
         if ns.once:
             return ExitStatus.OK
         time.sleep(ns.interval)
+
+
+def _notify_url(ns: argparse.Namespace) -> str | None:
+    url: str | None = getattr(ns, "notify_url", None) or os.environ.get("DUALSTACK_NOTIFY_URL")
+    return url
+
+
+def cmd_rollout_manual(ns: argparse.Namespace) -> ExitStatus:
+    from controlplane.rollout.decider import RolloutStore
+    from controlplane.rollout.locks import actor
+    from controlplane.rollout.notify import notify
+
+    phase = {"promote": "promoted", "hold": "held", "resume": "soaking"}[ns.rollout_command]
+    store = RolloutStore(_state_url(ns), ns.schema)
+    if not store.set_phase(ns.slug, phase, ns.rollout_command, actor(), ns.reason):
+        raise UsageProblem(f"no rollout for '{ns.slug}' (the decider starts one when the tenant is declared on v2)")
+    message = f"dualstack: {ns.slug} {ns.rollout_command} by {actor()} - {ns.reason}"
+    delivered = notify(_notify_url(ns), message)
+    print(f"{ns.slug}: {phase.replace('_', ' ')} ({ns.reason})" + (" - notified" if delivered else ""))
+    return ExitStatus.OK
 
 
 def cmd_rollout_explain(ns: argparse.Namespace) -> ExitStatus:
@@ -393,15 +418,27 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--interval", type=float, default=60.0, help="seconds between passes")
     dec.add_argument("--dry-run", action="store_true", help="record what would be done; do nothing")
     dec.set_defaults(func=cmd_rollout_decide)
+    manual = []
+    for name, text in (("promote", "promote a tenant now (ends its soak as a success)"),
+                       ("hold", "stop automatic actions for a tenant (evidence is still recorded)"),
+                       ("resume", "let the decider act on a held tenant again")):
+        m = r_sub.add_parser(name, help=text)
+        m.add_argument("slug")
+        m.add_argument("--reason", required=True, help="why (recorded, and in the notification)")
+        m.set_defaults(func=cmd_rollout_manual)
+        manual.append(m)
     exp = r_sub.add_parser("explain", help="the story of a tenant's rollout, decision by decision")
     exp.add_argument("slug")
     exp.add_argument("--limit", type=int, default=20)
     exp.set_defaults(func=cmd_rollout_explain)
-    for parser_ in (status, back, ack, dec, exp):
+    for parser_ in (status, back, ack, dec, exp, *manual):
         parser_.add_argument("--state-database-url", help="default: $DUALSTACK_STATE_DATABASE_URL")
         parser_.add_argument("--schema", default=STATE_SCHEMA)
-        if parser_ not in (dec, exp):
+        if parser_ in (status, back, ack):
             parser_.set_defaults(func=cmd_rollout_locks)
+        if parser_ not in (status, exp):
+            parser_.add_argument("--notify-url", help="Slack-compatible webhook for every action "
+                                 "(default: $DUALSTACK_NOTIFY_URL)")
 
     p = sub.add_parser("demo", help="run the whole stack locally on embedded defaults")
     p.add_argument("--state-dir", default=".dualstack-demo", help="where the demo keeps its files")

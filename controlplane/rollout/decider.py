@@ -24,6 +24,7 @@ from controlplane.config.locks import effective_backend
 from controlplane.config.model import RoutingConfig
 from controlplane.rollout.decide import Action, Counts, Decision, Evidence, Memory, Policy, decide
 from controlplane.rollout.locks import LockStore
+from controlplane.rollout.notify import notify
 from controlplane.rollout.sources import EvidenceSource, SourceError
 
 _LEADER_KEY: Final = 0x64_73_64_65_63_69  # "dsdeci"
@@ -96,6 +97,17 @@ class RolloutStore:
                                  "checks) VALUES (%s, %s, %s, %s, %s, %s)"),
                          (tenant, str(decision.action), str(decision.verdict), dry_run, Jsonb(reasons), Jsonb(checks)))
 
+    def set_phase(self, tenant: str, phase: str, kind: str, who: str, reason: str) -> bool:
+        """A manual change (promote, hold, resume), recorded as an event; False if no rollout exists."""
+        with psycopg.connect(self.database_url) as conn, conn.transaction():
+            result = conn.execute(self._q("UPDATE {s}.rollouts SET phase = %s, updated_at = now() WHERE tenant = %s"),
+                                  (phase, tenant))
+            if result.rowcount == 0:
+                return False
+            conn.execute(self._q("INSERT INTO {s}.rollout_events (tenant, kind, actor, detail) "
+                                 "VALUES (%s, %s, %s, %s)"), (tenant, kind, who, Jsonb({"reason": reason})))
+        return True
+
     def history(self, tenant: str, limit: int = 20) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         with psycopg.connect(self.database_url) as conn:
             decisions = conn.execute(self._q(
@@ -107,7 +119,7 @@ class RolloutStore:
 
 
 def run_once(config: RoutingConfig, store: RolloutStore, source: EvidenceSource, policy: Policy | None,
-             now: datetime, *, dry_run: bool = False) -> list[tuple[str, str]]:
+             now: datetime, *, dry_run: bool = False, notify_url: str | None = None) -> list[tuple[str, str]]:
     """One pass over every tenant declared on v2; returns (tenant, what happened) lines.
 
     `policy` None: each tenant's thresholds come from the routing file (`rollout:`)."""
@@ -131,6 +143,9 @@ def run_once(config: RoutingConfig, store: RolloutStore, source: EvidenceSource,
                 continue
             if rollout.phase == "promoted":
                 continue
+            if rollout.phase == "held":
+                report.append((slug, "held by ops: no automatic action (`dualstack rollout resume`)"))
+                continue
             soaked_s = (now - rollout.soak_started_at).total_seconds()
             try:
                 evidence = source.evidence(slug, rollout.soak_started_at, now)
@@ -144,8 +159,10 @@ def run_once(config: RoutingConfig, store: RolloutStore, source: EvidenceSource,
             if decision.action is Action.ROLLBACK:
                 store.locks.rollback(config, slug, decision.reasons[0], "decider")
                 store.save(slug, "rolled_back", rollout.soak_started_at, memory)
+                notify(notify_url, f"dualstack: {slug} rolled back to v1 - {decision.reasons[0]}")
             elif decision.action is Action.PROMOTE:
                 store.save(slug, "promoted", rollout.soak_started_at, memory)
+                notify(notify_url, f"dualstack: {slug} promoted on v2 - {decision.reasons[0]}")
             elif evidence.provider_error is None:
                 store.save(slug, "soaking", rollout.soak_started_at, memory)
     return report

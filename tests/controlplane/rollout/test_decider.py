@@ -84,8 +84,19 @@ async def test_a_failing_tenant_is_rolled_back_and_routed_to_v1_while_a_healthy_
     assert dry["bad"].startswith("rollback:") and dry["bad"].endswith("(dry run)")
     assert store.locks.locks() == {}
 
-    decided = dict(run_once(config, store, source, Policy(), datetime.now(UTC)))
+    notes: list[str] = []
+
+    async def capture(request: web.Request) -> web.Response:
+        notes.append((await request.json())["text"])
+        return web.Response(text="ok")
+
+    hook = web.Application()
+    hook.router.add_post("/hook", capture)
+    hook_url = str((await aiohttp_server(hook)).make_url("/hook"))
+    decided = dict(await asyncio.to_thread(run_once, config, store, source, Policy(), datetime.now(UTC),
+                                           notify_url=hook_url))
     assert decided["bad"].startswith("rollback: severe harm")
+    assert len(notes) == 1 and notes[0].startswith("dualstack: bad rolled back to v1 - severe harm")
     assert decided["good"].startswith("continue")
     for _ in range(100):  # every router applies the rollback within seconds
         if set(await traffic(router.url, "bad", 5)) == {200}:
@@ -114,3 +125,38 @@ async def test_a_prometheus_outage_holds(state: Database, tmp_path: Any) -> None
     decided = dict(run_once(config, store, source, Policy(), datetime.now(UTC)))
     assert decided["quiet"].startswith("hold: no evidence could be read")
     assert store.locks.locks().get("quiet") is None
+
+
+async def test_ops_can_hold_resume_and_promote(aiohttp_server: Any, state: Database, tmp_path: Any,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    notes: list[str] = []
+
+    async def capture(request: web.Request) -> web.Response:
+        notes.append((await request.json())["text"])
+        return web.Response(text="ok")
+
+    hook = web.Application()
+    hook.router.add_post("/hook", capture)
+    hook_url = str((await aiohttp_server(hook)).make_url("/hook"))
+    config_path = tmp_path / "routing.yaml"
+    config_path.write_text(routing_yaml("http://127.0.0.1:1", "http://127.0.0.1:2", "calm: {backend: v2}\n"))
+    config = load_config(config_path)
+    store, source = RolloutStore(state.app_url, STATE_SCHEMA), PrometheusSource("http://127.0.0.1:9", timeout_s=1)
+    run_once(config, store, source, Policy(), datetime.now(UTC))
+    common = ["--state-database-url", state.app_url, "--notify-url", hook_url]
+
+    async def cli(*args: str) -> ExitStatus:
+        return await asyncio.to_thread(run, [*args, *common])
+
+    assert await cli("rollout", "hold", "calm", "--reason", "marketing launch") == ExitStatus.OK
+    assert dict(run_once(config, store, source, Policy(), datetime.now(UTC)))["calm"].startswith("held by ops")
+    assert await cli("rollout", "resume", "calm", "--reason", "launch over") == ExitStatus.OK
+    assert dict(run_once(config, store, source, Policy(), datetime.now(UTC)))["calm"].startswith("hold: no evidence")
+    assert await cli("rollout", "promote", "calm", "--reason", "verified by hand") == ExitStatus.OK
+    assert store.rollouts()["calm"].phase == "promoted"
+    assert [n.split(" - ")[0].split(" by ")[0] for n in notes] == [
+        "dualstack: calm hold", "dualstack: calm resume", "dualstack: calm promote"]
+    # A notification that cannot be delivered never stops an action.
+    assert await asyncio.to_thread(run, ["rollout", "hold", "calm", "--reason", "x", "--state-database-url",
+                                         state.app_url, "--notify-url", "http://127.0.0.1:9/hook"]) == ExitStatus.OK
+    assert await cli("rollout", "promote", "nobody", "--reason", "x") == ExitStatus.USAGE
