@@ -24,6 +24,7 @@ DURATION_BUCKETS: Final = (
 )
 
 CODE_CLASSES: Final = ("1xx", "2xx", "3xx", "4xx", "5xx")
+ROLLOUT_PHASES: Final = ("soaking", "promoted", "rolled_back", "held")
 
 
 def multiprocess_enabled() -> bool:
@@ -91,6 +92,18 @@ class ProxyMetrics:
             "dualstack_rollout_locks", "Tenants pinned by a rollback lock, overriding the routing file.",
             registry=registry, multiprocess_mode="livemostrecent",
         )
+        self.rollout_phase = Gauge(
+            "dualstack_rollout_phase", "1 for the phase each tenant's move to v2 is in (soaking, promoted, "
+            "rolled_back, held).", ["tenant", "phase"], registry=registry, multiprocess_mode="livemostrecent",
+        )
+        self.rollout_soak_started = Gauge(
+            "dualstack_rollout_soak_started_timestamp_seconds", "When the tenant's soak on v2 started.",
+            ["tenant"], registry=registry, multiprocess_mode="livemostrecent",
+        )
+        self.rollout_last_decision = Gauge(
+            "dualstack_rollout_last_decision_timestamp_seconds", "When the decider last decided, by its action.",
+            ["tenant", "action"], registry=registry, multiprocess_mode="livemostrecent",
+        )
         self.background_dropped = Counter(
             "dualstack_background_tasks_dropped",
             "Background tasks refused because their pool was full or closed.",
@@ -141,6 +154,15 @@ class ProxyMetrics:
         if child is None:
             child = self._children[key] = metric.labels(*labels)
         return child
+
+    def rollouts_seen(self, rollouts: Mapping[str, Any]) -> None:
+        """Rollout phases and decisions read from the state database (by proxy/locks.py)."""
+        for tenant, view in rollouts.items():
+            for phase in ROLLOUT_PHASES:
+                self.rollout_phase.labels(tenant, phase).set(1 if view.phase == phase else 0)
+            self.rollout_soak_started.labels(tenant).set(view.soak_started_s)
+            if view.last_action is not None and view.last_decision_s is not None:
+                self.rollout_last_decision.labels(tenant, view.last_action).set(view.last_decision_s)
 
     def shadow_request(self, tenant: str, result: str) -> None:
         self._child(self.shadow_requests, tenant, result).inc()

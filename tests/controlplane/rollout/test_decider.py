@@ -105,6 +105,15 @@ async def test_a_failing_tenant_is_rolled_back_and_routed_to_v1_while_a_healthy_
     assert set(await traffic(router.url, "bad", 20)) == {200}  # now served by v1
     assert router.sample("dualstack_tenant_backend", tenant="bad", backend="v1") == 1
     assert router.sample("dualstack_tenant_backend", tenant="good", backend="v2") == 1
+    # The rollout state is exported by the routers too.
+    for _ in range(100):
+        if router.sample("dualstack_rollout_phase", tenant="bad", phase="rolled_back") == 1:
+            break
+        await asyncio.sleep(0.05)
+    assert router.sample("dualstack_rollout_phase", tenant="bad", phase="rolled_back") == 1
+    assert router.sample("dualstack_rollout_phase", tenant="good", phase="soaking") == 1
+    assert router.sample("dualstack_rollout_last_decision_timestamp_seconds", tenant="bad", action="rollback") > 0
+    assert router.sample("dualstack_rollout_soak_started_timestamp_seconds", tenant="good") > 1.7e9
     assert dict(run_once(config, store, source, Policy(), datetime.now(UTC)))["bad"].startswith(
         "rolled back and pinned to v1")
 
