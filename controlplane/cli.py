@@ -8,32 +8,30 @@ control plane never imports the data plane.
 from __future__ import annotations
 
 import argparse
-import enum
-import json
 import os
-import shlex
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import NoReturn
 
 import psycopg
 
+from controlplane.commands.db import cmd_db_migrate, cmd_tenant
+from controlplane.commands.nginx import cmd_nginx
+from controlplane.commands.rollout import (
+    cmd_rollout_decide,
+    cmd_rollout_explain,
+    cmd_rollout_locks,
+    cmd_rollout_manual,
+    cmd_rollout_simulate,
+)
+from controlplane.commands.shadow import cmd_shadow_report
 from controlplane.config import ConfigError, load_config
-from controlplane.db.layout import DatabaseLayout
 from controlplane.db.migrate import MigrationError
 from controlplane.db.tenants import TenantError
-from controlplane.errors import EnvironmentProblem, UsageProblem
+from controlplane.errors import EnvironmentProblem, ExitStatus, UsageProblem
 from controlplane.render.apply import NginxFailure
 from controlplane.render.nginx import RenderError
 from controlplane.shadow.samples import STATE_SCHEMA
-
-
-class ExitStatus(enum.IntEnum):
-    OK = 0
-    INVALID = 1  # the input (a config file, a check) is wrong; the message says where
-    USAGE = 2  # argparse's own code for bad arguments
-    ENVIRONMENT = 3  # something outside the input failed: a port in use, a missing binary
 
 
 def cmd_validate(ns: argparse.Namespace) -> ExitStatus:
@@ -58,250 +56,6 @@ def exec_program(module: str, prog: str, args: Sequence[str]) -> NoReturn:
     argv = [sys.executable, "-m", module, *args]
     sys.stdout.flush()
     os.execve(sys.executable, argv, env)
-
-
-def _layout(ns: argparse.Namespace) -> DatabaseLayout:
-    return DatabaseLayout(schema=ns.schema, owner_role=ns.owner_role, app_role=ns.app_role)
-
-
-def _admin_url(ns: argparse.Namespace) -> str:
-    url: str | None = ns.admin_url or os.environ.get("DUALSTACK_ADMIN_URL")
-    if not url:
-        raise UsageProblem("no database given: pass --admin-url or set DUALSTACK_ADMIN_URL")
-    return url
-
-
-def cmd_db_migrate(ns: argparse.Namespace) -> ExitStatus:
-    from controlplane.db.migrate import bundled_migrations, migrate
-
-    password = os.environ.get("DUALSTACK_APP_PASSWORD")
-    layout = _layout(ns)
-    folder = "migrations"
-    if ns.target == "state":  # the control plane's own schema (shadow results), same roles
-        layout = DatabaseLayout(schema=ns.schema if ns.schema != "payments" else STATE_SCHEMA,
-                                owner_role=ns.owner_role, app_role=ns.app_role)
-        folder = "state_migrations"
-    report = migrate(_admin_url(ns), layout, app_password=password, migrations=bundled_migrations(folder))
-    for role in report.roles_created:
-        print(f"created role {role}")
-    for version in report.applied:
-        print(f"applied migration {version}")
-    print(f"schema {layout.schema} is up to date ({len(report.applied)} applied now, "
-          f"{len(report.already_applied)} already applied)")
-    return ExitStatus.OK
-
-
-def _secret_arg(value: str | None, env_name: str | None) -> str | None:
-    if env_name:
-        secret = os.environ.get(env_name)
-        if not secret:
-            raise UsageProblem(f"environment variable {env_name} is empty or unset")
-        return secret
-    if value == "-":
-        return sys.stdin.readline().strip()
-    return value
-
-
-def cmd_tenant(ns: argparse.Namespace) -> ExitStatus:
-    from controlplane.db.tenants import NewTenant, TenantAdmin
-
-    admin = TenantAdmin(_admin_url(ns), _layout(ns))
-    if ns.tenant_command == "add":
-        key = _secret_arg(ns.midtrans_server_key, ns.midtrans_server_key_env)
-        if not key:
-            raise UsageProblem("a Midtrans server key is required: --midtrans-server-key KEY "
-                               "(or - to read it from standard input, or --midtrans-server-key-env VAR)")
-        token = admin.add(NewTenant(
-            slug=ns.slug, name=ns.name, plan=ns.plan, midtrans_server_key=key,
-            midtrans_environment=ns.midtrans_environment, midtrans_client_key=ns.midtrans_client_key,
-            midtrans_merchant_id=ns.midtrans_merchant_id, email_from=ns.email_from,
-            email_reply_to=ns.email_reply_to, max_orders_per_month=ns.max_orders_per_month))
-        print(f"tenant {ns.slug} added ({ns.plan}, {ns.midtrans_environment})")
-        print(f"admin token for GET /admin/stats (shown once, stored hashed): {token}")
-    elif ns.tenant_command == "list":
-        rows = admin.list()
-        print(f"{'slug':20} {'status':10} {'plan':10} {'limit':>6} {'env':10} {'server key':24} name")
-        for r in rows:
-            limit = "-" if r["max_orders_per_month"] is None else str(r["max_orders_per_month"])
-            print(f"{r['slug']:20} {r['status']:10} {r['plan']:10} {limit:>6} {r['midtrans_environment']:10} "
-                  f"{r['midtrans_server_key']:24} {r['name']}")
-        print(f"{len(rows)} tenant(s)")
-    elif ns.tenant_command == "set":
-        key = _secret_arg(ns.midtrans_server_key, ns.midtrans_server_key_env)
-        admin.set(ns.slug, name=ns.name, plan=ns.plan, status=ns.status,
-                  max_orders_per_month=ns.max_orders_per_month, midtrans_server_key=key,
-                  midtrans_environment=ns.midtrans_environment, midtrans_client_key=ns.midtrans_client_key,
-                  midtrans_merchant_id=ns.midtrans_merchant_id, email_from=ns.email_from,
-                  email_reply_to=ns.email_reply_to)
-        print(f"tenant {ns.slug} updated")
-    elif ns.tenant_command in ("suspend", "resume"):
-        status = "suspended" if ns.tenant_command == "suspend" else "active"
-        admin.set(ns.slug, status=status)
-        print(f"tenant {ns.slug} is now {status}" + (
-            " (payments already made still settle; new orders are refused)" if status == "suspended" else ""))
-    elif ns.tenant_command == "rotate-token":
-        print(f"new admin token for {ns.slug} (shown once): {admin.rotate_admin_token(ns.slug)}")
-    return ExitStatus.OK
-
-
-def cmd_nginx(ns: argparse.Namespace) -> ExitStatus:
-    from controlplane.render.apply import apply, check
-    from controlplane.render.nginx import render
-
-    config = load_config(ns.config)
-    if ns.nginx_command == "render":
-        out = Path(ns.out).absolute()
-        rendering = render(config, out)
-        if ns.diff:
-            changes = rendering.diff(out)
-            print(changes or f"{out}: no changes (version {rendering.version})", end="" if changes else "\n")
-            return ExitStatus.OK
-        rendering.write(out)
-        print(f"wrote {len(rendering.files)} files to {out} (version {rendering.version})")
-    elif ns.nginx_command == "check":
-        rendering = check(config)
-        print(f"nginx -t: OK ({len(rendering.files)} files, {len(config.tenants)} tenant(s))")
-    else:
-        report = apply(config, Path(ns.dir), reload_command=shlex.split(ns.reload_command),
-                       main_config=Path(ns.nginx_conf) if ns.nginx_conf else None, verify_url=ns.verify_url)
-        for step in report.steps:
-            print(f"  {step}")
-        print(f"nginx is serving version {report.version}" + ("" if report.changed else " (unchanged)"))
-    return ExitStatus.OK
-
-
-def cmd_shadow_report(ns: argparse.Namespace) -> ExitStatus:
-    from datetime import UTC, datetime
-
-    from controlplane.shadow.report import RENDERERS, load, parse_since
-
-    url = ns.state_database_url or os.environ.get("DUALSTACK_STATE_DATABASE_URL")
-    if not url:
-        raise UsageProblem("no state database: pass --state-database-url or set DUALSTACK_STATE_DATABASE_URL")
-    until = datetime.now(UTC)
-    since = parse_since(ns.since, until)
-    with psycopg.connect(url) as conn:
-        data = load(conn, ns.schema, ns.tenant, since, until)
-    output = RENDERERS[ns.format](data)
-    if ns.out == "-":
-        sys.stdout.write(output)
-    else:
-        Path(ns.out).write_text(output)
-        print(f"{ns.out}: {data.comparisons} comparisons for {ns.tenant}, match rate {data.match_rate * 100:.1f}% "
-              f"({len(data.endpoints)} endpoint(s), {len(data.fields)} differing field(s))")
-    return ExitStatus.OK
-
-
-def cmd_rollout_simulate(ns: argparse.Namespace) -> ExitStatus:
-    from controlplane.rollout.decide import Policy
-    from controlplane.rollout.simulate import summary
-
-    print(f"{ns.seeds} seeded run(s) per scenario; regressions injected 3 h into a 24 h soak; "
-          "one decision per simulated minute\n")
-    print("\n".join(summary(Policy(), ns.seeds)))
-    return ExitStatus.OK
-
-
-def _state_url(ns: argparse.Namespace) -> str:
-    url: str | None = ns.state_database_url or os.environ.get("DUALSTACK_STATE_DATABASE_URL")
-    if not url:
-        raise UsageProblem("no state database: pass --state-database-url or set DUALSTACK_STATE_DATABASE_URL")
-    return url
-
-
-def cmd_rollout_locks(ns: argparse.Namespace) -> ExitStatus:
-    from controlplane.config.locks import effective_backend
-    from controlplane.rollout.locks import LockStore, actor
-    from controlplane.rollout.notify import notify
-
-    store = LockStore(_state_url(ns), ns.schema)
-    if ns.rollout_command == "ack":
-        lock = store.ack(ns.slug, actor())
-        if lock is not None:
-            notify(_notify_url(ns), f"dualstack: {ns.slug} lock acknowledged by {actor()}; the routing file decides")
-        print(f"{ns.slug}: lock released ({lock.reason}); the routing file decides again" if lock
-              else f"{ns.slug}: no lock to acknowledge")
-        return ExitStatus.OK
-    config = load_config(ns.config)
-    if ns.rollout_command == "rollback":
-        if ns.slug not in config.tenants:
-            raise UsageProblem(f"no tenant '{ns.slug}' in {ns.config}")
-        store.rollback(config, ns.slug, ns.reason, actor())
-        notify(_notify_url(ns), f"dualstack: {ns.slug} rolled back to v1 by {actor()} - {ns.reason}")
-        print(f"{ns.slug}: pinned to v1 ({ns.reason}); every router applies it within 5 s. "
-              f"`dualstack rollout ack {ns.slug}` releases it.")
-        return ExitStatus.OK
-    for tenant in store.release_stale(config, actor()):
-        print(f"{tenant}: lock released, its routing entry changed since the rollback")
-    locks = store.locks()
-    print(f"{'tenant':24} {'declared':9} {'effective':10} why")
-    for slug, spec in sorted(config.tenants.items()):
-        backend, why = effective_backend(spec.backend, locks.get(slug))
-        print(f"{slug:24} {spec.backend:9} {backend:10} {why or '-'}")
-    return ExitStatus.OK
-
-
-def cmd_rollout_decide(ns: argparse.Namespace) -> ExitStatus:
-    import time
-    from datetime import UTC, datetime
-
-    from controlplane.rollout.decider import RolloutStore, run_once
-    from controlplane.rollout.sources import PrometheusSource
-
-    store = RolloutStore(_state_url(ns), ns.schema)
-    source = PrometheusSource(ns.prometheus_url)
-    while True:
-        config = load_config(ns.config)
-        for tenant, what in run_once(config, store, source, None, datetime.now(UTC), dry_run=ns.dry_run,
-                                     notify_url=_notify_url(ns)):
-            print(f"{datetime.now(UTC):%H:%M:%S} {tenant}: {what}", flush=True)
-        if ns.once:
-            return ExitStatus.OK
-        time.sleep(ns.interval)
-
-
-def _notify_url(ns: argparse.Namespace) -> str | None:
-    url: str | None = getattr(ns, "notify_url", None) or os.environ.get("DUALSTACK_NOTIFY_URL")
-    return url
-
-
-def cmd_rollout_manual(ns: argparse.Namespace) -> ExitStatus:
-    from controlplane.rollout.decider import RolloutStore
-    from controlplane.rollout.locks import actor
-    from controlplane.rollout.notify import notify
-
-    phase = {"promote": "promoted", "hold": "held", "resume": "soaking"}[ns.rollout_command]
-    store = RolloutStore(_state_url(ns), ns.schema)
-    if not store.set_phase(ns.slug, phase, ns.rollout_command, actor(), ns.reason):
-        raise UsageProblem(f"no rollout for '{ns.slug}' (the decider starts one when the tenant is declared on v2)")
-    message = f"dualstack: {ns.slug} {ns.rollout_command} by {actor()} - {ns.reason}"
-    delivered = notify(_notify_url(ns), message)
-    print(f"{ns.slug}: {phase.replace('_', ' ')} ({ns.reason})" + (" - notified" if delivered else ""))
-    return ExitStatus.OK
-
-
-def cmd_rollout_explain(ns: argparse.Namespace) -> ExitStatus:
-    from controlplane.rollout.decider import RolloutStore
-
-    store = RolloutStore(_state_url(ns), ns.schema)
-    rollout = store.rollouts().get(ns.slug)
-    decisions, events = store.history(ns.slug, ns.limit)
-    if rollout is None and not decisions and not events:
-        print(f"{ns.slug}: no rollout recorded (the decider starts one when the tenant is declared on v2)")
-        return ExitStatus.OK
-    if rollout is not None:
-        started = f"{rollout.soak_started_at:%Y-%m-%d %H:%M} UTC"
-        print(f"{ns.slug}: {rollout.phase.replace('_', ' ')}; soak started {started}")
-    story = [(at, f"decision: {action} ({verdict}){' [dry run]' if dry else ''}: " + "; ".join(reasons), checks)
-             for at, action, verdict, dry, reasons, checks in decisions]
-    story += [(at, f"{kind} by {actor}: {json.dumps(detail)}", None) for at, kind, actor, detail in events]
-    for at, line, checks in sorted(story, key=lambda item: item[0]):
-        print(f"  {at:%Y-%m-%d %H:%M:%S} {line}")
-        for check in checks or []:
-            if check["outcome"] != "pass":
-                print(f"      {check['name']}: {check['outcome']} - {check['reason']} [{check['test']}; "
-                      f"{check['threshold']}]")
-    return ExitStatus.OK
 
 
 def cmd_demo(ns: argparse.Namespace) -> ExitStatus:

@@ -48,8 +48,22 @@ async def traffic(router_url: str, tenant: str, n: int) -> list[int]:
         return list(await asyncio.gather(*(one() for _ in range(n))))
 
 
+@pytest.fixture
+async def webhook(aiohttp_server: Any) -> tuple[str, list[str]]:
+    """A Slack-compatible webhook that keeps every text it receives."""
+    notes: list[str] = []
+
+    async def capture(request: web.Request) -> web.Response:
+        notes.append((await request.json())["text"])
+        return web.Response(text="ok")
+
+    hook = web.Application()
+    hook.router.add_post("/hook", capture)
+    return str((await aiohttp_server(hook)).make_url("/hook")), notes
+
+
 async def test_a_failing_tenant_is_rolled_back_and_routed_to_v1_while_a_healthy_one_soaks(
-    aiohttp_server: Any, make_router: RouterFactory, prometheus: Any, state: Database,
+    aiohttp_server: Any, make_router: RouterFactory, prometheus: Any, state: Database, webhook: tuple[str, list[str]],
     capsys: pytest.CaptureFixture[str]
 ) -> None:
     v1, v2 = await aiohttp_server(backend("v1")), await aiohttp_server(backend("v2", failing="bad"))
@@ -84,15 +98,7 @@ async def test_a_failing_tenant_is_rolled_back_and_routed_to_v1_while_a_healthy_
     assert dry["bad"].startswith("rollback:") and dry["bad"].endswith("(dry run)")
     assert store.locks.locks() == {}
 
-    notes: list[str] = []
-
-    async def capture(request: web.Request) -> web.Response:
-        notes.append((await request.json())["text"])
-        return web.Response(text="ok")
-
-    hook = web.Application()
-    hook.router.add_post("/hook", capture)
-    hook_url = str((await aiohttp_server(hook)).make_url("/hook"))
+    hook_url, notes = webhook
     decided = dict(await asyncio.to_thread(run_once, config, store, source, Policy(), datetime.now(UTC),
                                            notify_url=hook_url))
     assert decided["bad"].startswith("rollback: severe harm")
@@ -136,17 +142,8 @@ async def test_a_prometheus_outage_holds(state: Database, tmp_path: Any) -> None
     assert store.locks.locks().get("quiet") is None
 
 
-async def test_ops_can_hold_resume_and_promote(aiohttp_server: Any, state: Database, tmp_path: Any,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
-    notes: list[str] = []
-
-    async def capture(request: web.Request) -> web.Response:
-        notes.append((await request.json())["text"])
-        return web.Response(text="ok")
-
-    hook = web.Application()
-    hook.router.add_post("/hook", capture)
-    hook_url = str((await aiohttp_server(hook)).make_url("/hook"))
+async def test_ops_can_hold_resume_and_promote(webhook: tuple[str, list[str]], state: Database, tmp_path: Any) -> None:
+    hook_url, notes = webhook
     config_path = tmp_path / "routing.yaml"
     config_path.write_text(routing_yaml("http://127.0.0.1:1", "http://127.0.0.1:2", "calm: {backend: v2}\n"))
     config = load_config(config_path)
