@@ -167,7 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     ack.add_argument("slug")
     dec = r_sub.add_parser("decide", help="decide for every tenant soaking on v2 (and act, unless --dry-run)")
     dec.add_argument("--config", required=True, help="the routing file")
-    dec.add_argument("--prometheus-url", required=True, help="e.g. http://127.0.0.1:9090")
+    evidence = dec.add_mutually_exclusive_group(required=True)
+    evidence.add_argument("--prometheus-url", help="e.g. http://127.0.0.1:9090")
+    evidence.add_argument("--metrics-url", action="append", help="a router's /metrics, read directly when no "
+                          "Prometheus runs (repeat for each router)")
     dec.add_argument("--once", action="store_true", help="one pass (for a systemd timer)")
     dec.add_argument("--interval", type=float, default=60.0, help="seconds between passes")
     dec.add_argument("--dry-run", action="store_true", help="record what would be done; do nothing")

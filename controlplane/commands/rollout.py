@@ -59,10 +59,17 @@ def cmd_rollout_decide(ns: argparse.Namespace) -> ExitStatus:
     from datetime import UTC, datetime
 
     from controlplane.rollout.decider import RolloutStore, run_once
-    from controlplane.rollout.sources import PrometheusSource
+    from controlplane.rollout.embedded import EmbeddedSource
+    from controlplane.rollout.sources import EvidenceSource, PrometheusSource
 
     store = RolloutStore(state_url(ns), ns.schema)
-    source = PrometheusSource(ns.prometheus_url)
+    source: EvidenceSource
+    if ns.prometheus_url:
+        source = PrometheusSource(ns.prometheus_url)
+    elif ns.metrics_url:
+        source = EmbeddedSource(ns.metrics_url, state_url(ns), ns.schema)
+    else:
+        raise UsageProblem("no evidence source: pass --prometheus-url, or --metrics-url for each router")
     while True:
         config = load_config(ns.config)
         for tenant, what in run_once(config, store, source, None, datetime.now(UTC), dry_run=ns.dry_run,
