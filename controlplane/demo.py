@@ -19,11 +19,12 @@ from typing import Any
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from controlplane.config import load_config
-from controlplane.db.layout import DEFAULT_LAYOUT
-from controlplane.db.migrate import migrate
+from controlplane.db.layout import DEFAULT_LAYOUT, DatabaseLayout
+from controlplane.db.migrate import bundled_migrations, migrate
 from controlplane.db.tenants import NewTenant, TenantAdmin, TenantError
 from controlplane.errors import EnvironmentProblem
 from controlplane.processes import ProcessFailed, ProcessGroup, port_is_free
+from controlplane.shadow.samples import STATE_SCHEMA
 
 DEMO_ROUTING = """\
 # The demo's routing file. Edit it while the demo runs: flip a tenant's backend and save, and the
@@ -103,7 +104,7 @@ def run_demo(*, state_dir: str, router_port: int, workers: int, database_url: st
         tokens = _prepare_database(admin_url)
         app_url = make_conninfo(admin_url, user=DEFAULT_LAYOUT.app_role)
         _start_services(group, state, routing, ports, workers, app_url)
-        print(_guide(routing, ports, state, tokens, _describe(admin_url)), flush=True)
+        print(_guide(routing, ports, state, tokens, _describe(admin_url), app_url), flush=True)
         while (exited := group.first_exited()) is None:
             time.sleep(0.5)
         print(f"\n{exited.name} stopped unexpectedly (code {exited.process.returncode}):\n{exited.tail()}",
@@ -123,6 +124,9 @@ def run_demo(*, state_dir: str, router_port: int, workers: int, database_url: st
 
 def _prepare_database(admin_url: str) -> dict[str, str]:
     migrate(admin_url)
+    state = DatabaseLayout(schema=STATE_SCHEMA, owner_role=DEFAULT_LAYOUT.owner_role,
+                           app_role=DEFAULT_LAYOUT.app_role)
+    migrate(admin_url, state, migrations=bundled_migrations("state_migrations"))
     admin = TenantAdmin(admin_url)
     tokens = {}
     for slug, plan in (("buatfilm", "pro"), ("demo", "starter")):
@@ -160,8 +164,13 @@ def _start_services(group: ProcessGroup, state: Path, routing: Path, ports: Port
     group.wait_http_ok(v2, f"http://127.0.0.1:{ports.v2}/health")
     proxy = group.start("router", [
         python, "-m", "proxy", "--config", str(routing), "--listen", f"127.0.0.1:{ports.router}",
-        "--admin-listen", f"127.0.0.1:{ports.admin}", "--workers", str(workers)], env)
+        "--admin-listen", f"127.0.0.1:{ports.admin}", "--workers", str(workers)],
+        dict(env, DUALSTACK_STATE_DATABASE_URL=app_url))
     group.wait_http_ok(proxy, f"http://127.0.0.1:{ports.admin}/readyz")
+    # The go/no-go decider, reading the router's own metrics (no Prometheus in the demo).
+    group.start("decider", [
+        python, "-m", "controlplane", "rollout", "decide", "--config", str(routing), "--interval", "30",
+        "--metrics-url", f"http://127.0.0.1:{ports.admin}/metrics"], dict(env, DUALSTACK_STATE_DATABASE_URL=app_url))
 
 
 def _describe(url: str) -> str:
@@ -169,7 +178,7 @@ def _describe(url: str) -> str:
     return f"PostgreSQL {parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"
 
 
-def _guide(routing: Path, ports: Ports, state: Path, tokens: dict[str, str], database: str) -> str:
+def _guide(routing: Path, ports: Ports, state: Path, tokens: dict[str, str], database: str, app_url: str) -> str:
     r = f"http://127.0.0.1:{ports.router}"
     order = json.dumps({"orderId": "DEMO-1001", "amount": 150000, "email": "budi@example.com",
                         "phone": "08123456789", "name": "Budi", "paymentMethod": "bca"})
@@ -195,5 +204,10 @@ Try a duplicate notification ("repeat": 3), an out-of-order one ("sequence": ["s
 or a forged one ("forge": true) on /_fake/notify.
 
 Move buatfilm to v2: edit {routing.name}, set `backend: v2` under buatfilm, save; within 2 seconds its
-requests go to v2 (`X-Dualstack-Backend` in the answer says which backend served it).
+requests go to v2 (`X-Dualstack-Backend` in the answer says which backend served it), and the
+decider (every 30 s, log: {state / 'logs' / 'decider.log'}) starts its soak. Watch or steer it:
+  export DUALSTACK_STATE_DATABASE_URL='{app_url}'
+  dualstack rollout status --config {routing}
+  dualstack rollout explain demo
+  dualstack rollout rollback demo --config {routing} --reason "trying it"   # then: rollout ack demo
 """
