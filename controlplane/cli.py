@@ -15,7 +15,7 @@ from typing import NoReturn
 
 import psycopg
 
-from controlplane.commands.db import cmd_db_migrate, cmd_tenant
+from controlplane.commands.db import cmd_db_migrate, cmd_migrate_sqlite, cmd_tenant
 from controlplane.commands.nginx import cmd_nginx
 from controlplane.commands.rollout import (
     cmd_rollout_decide,
@@ -29,6 +29,7 @@ from controlplane.config import ConfigError, load_config
 from controlplane.db.migrate import MigrationError
 from controlplane.db.tenants import TenantError
 from controlplane.errors import EnvironmentProblem, ExitStatus, UsageProblem
+from controlplane.migrate_sqlite import MigrationProblem
 from controlplane.render.apply import NginxFailure
 from controlplane.render.nginx import RenderError
 from controlplane.shadow.samples import STATE_SCHEMA
@@ -96,6 +97,18 @@ def build_parser() -> argparse.ArgumentParser:
                    f"{STATE_SCHEMA}")
     _db_options(m)
     m.set_defaults(func=cmd_db_migrate)
+
+    p = sub.add_parser("migrate", help="move a tenant's v1 orders into v2")
+    mig_sub = p.add_subparsers(dest="migrate_command", required=True, metavar="SOURCE")
+    mig = mig_sub.add_parser("sqlite", help="v1's orders.db (read-only) into v2, idempotent, verified")
+    mig.add_argument("--sqlite", required=True, help="v1's orders.db (opened read-only)")
+    mig.add_argument("--tenant", required=True, help="the v2 tenant these orders belong to")
+    mig.add_argument("--database-url", help="v2's application role (default: $DUALSTACK_DATABASE_URL)")
+    mig.add_argument("--schema", default="payments")
+    mig.add_argument("--dry-run", action="store_true", help="report what would change; write nothing")
+    mig.add_argument("--follow", action="store_true", help="keep syncing new and changed v1 rows until stopped")
+    mig.add_argument("--interval", type=float, default=5.0, help="seconds between syncs with --follow")
+    mig.set_defaults(func=cmd_migrate_sqlite)
 
     p = sub.add_parser("tenant", help="add, list, change and suspend tenants of v2")
     t_sub = p.add_subparsers(dest="tenant_command", required=True, metavar="ACTION")
@@ -247,7 +260,7 @@ def run(argv: Sequence[str] | None = None) -> ExitStatus:
     except (UsageProblem, ValueError) as exc:
         print(f"dualstack: {exc}", file=sys.stderr)
         return ExitStatus.USAGE
-    except (TenantError, MigrationError, NginxFailure, RenderError) as exc:
+    except (TenantError, MigrationError, NginxFailure, RenderError, MigrationProblem) as exc:
         print(f"dualstack: {exc}", file=sys.stderr)
         return ExitStatus.INVALID
     except KeyboardInterrupt:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
-from controlplane.commands.options import admin_url, database_layout, secret_arg
+from controlplane.commands.options import admin_url, database_layout, flag_or_env, secret_arg
 from controlplane.db.layout import DatabaseLayout
 from controlplane.errors import ExitStatus, UsageProblem
 from controlplane.shadow.samples import STATE_SCHEMA
@@ -70,3 +71,25 @@ def cmd_tenant(ns: argparse.Namespace) -> ExitStatus:
     elif ns.tenant_command == "rotate-token":
         print(f"new admin token for {ns.slug} (shown once): {admin.rotate_admin_token(ns.slug)}")
     return ExitStatus.OK
+
+
+def cmd_migrate_sqlite(ns: argparse.Namespace) -> ExitStatus:
+    import time
+
+    from controlplane.migrate_sqlite import migrate_sqlite
+
+    url = flag_or_env(ns.database_url, "DUALSTACK_DATABASE_URL", "--database-url")
+    while True:
+        report = migrate_sqlite(Path(ns.sqlite), url, ns.tenant, ns.schema, dry_run=ns.dry_run)
+        rate = report.read / report.seconds if report.seconds else 0.0
+        print(f"{'dry run: ' if ns.dry_run else ''}{report.read} v1 rows read in {report.seconds:.1f}s "
+              f"({rate:,.0f}/s): {report.inserted} inserted, {report.updated} updated, {report.unchanged} unchanged "
+              f"({report.kept_newer} newer on v2, kept), {len(report.bad)} bad, {len(report.differences)} different",
+              flush=True)
+        for order_id, why in report.bad:
+            print(f"  bad row {order_id}: {why} (not migrated)")
+        for order_id, what in report.differences:
+            print(f"  difference {order_id}: {what}")
+        if not ns.follow:
+            return ExitStatus.OK if report.clean and not report.bad else ExitStatus.INVALID
+        time.sleep(ns.interval)
