@@ -125,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--plan", choices=["starter", "pro", "enterprise"])
     st.add_argument("--status", choices=["active", "suspended", "cancelled"])
     st.add_argument("--midtrans-environment", choices=["sandbox", "production"])
+    st.add_argument("--grace-minutes", type=float, help="for this long, answer notifications for orders v2 does "
+                    "not know yet so that Midtrans retries (used around a cutover)")
     _tenant_fields(st)
     sus = t_sub.add_parser("suspend", help="refuse new orders (payments still settle)")
     sus.add_argument("slug")

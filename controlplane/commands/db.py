@@ -56,13 +56,18 @@ def cmd_tenant(ns: argparse.Namespace) -> ExitStatus:
                   f"{r['midtrans_server_key']:24} {r['name']}")
         print(f"{len(rows)} tenant(s)")
     elif ns.tenant_command == "set":
-        key = secret_arg(ns.midtrans_server_key, ns.midtrans_server_key_env)
-        admin.set(ns.slug, name=ns.name, plan=ns.plan, status=ns.status,
-                  max_orders_per_month=ns.max_orders_per_month, midtrans_server_key=key,
-                  midtrans_environment=ns.midtrans_environment, midtrans_client_key=ns.midtrans_client_key,
-                  midtrans_merchant_id=ns.midtrans_merchant_id, email_from=ns.email_from,
-                  email_reply_to=ns.email_reply_to)
-        print(f"tenant {ns.slug} updated")
+        changes = dict(name=ns.name, plan=ns.plan, status=ns.status, max_orders_per_month=ns.max_orders_per_month,
+                       midtrans_server_key=secret_arg(ns.midtrans_server_key, ns.midtrans_server_key_env),
+                       midtrans_environment=ns.midtrans_environment, midtrans_client_key=ns.midtrans_client_key,
+                       midtrans_merchant_id=ns.midtrans_merchant_id, email_from=ns.email_from,
+                       email_reply_to=ns.email_reply_to)
+        if ns.grace_minutes is not None:
+            admin.open_grace_window(ns.slug, ns.grace_minutes)
+            print(f"tenant {ns.slug}: for {ns.grace_minutes:g} min, notifications for orders v2 does not know yet "
+                  "are answered so that Midtrans retries")
+        if ns.grace_minutes is None or any(v is not None for v in changes.values()):
+            admin.set(ns.slug, **changes)
+            print(f"tenant {ns.slug} updated")
     elif ns.tenant_command in ("suspend", "resume"):
         status = "suspended" if ns.tenant_command == "suspend" else "active"
         admin.set(ns.slug, status=status)

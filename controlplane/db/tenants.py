@@ -147,6 +147,15 @@ class TenantAdmin:
                 sql.Identifier(self.layout.schema), assignments, sql.Placeholder("slug")),
                 {**changes, "slug": slug})
 
+    def open_grace_window(self, slug: str, minutes: float) -> None:
+        """For `minutes`, notifications for orders v2 does not know yet are answered so Midtrans retries."""
+        with self._connect() as conn:
+            result = conn.execute(self.layout.render(
+                "UPDATE {schema}.tenants SET unknown_order_retry_until = now() + make_interval(secs => %s), "
+                "updated_at = now() WHERE slug = %s"), (minutes * 60, slug))
+            if result.rowcount == 0:
+                raise TenantError(f"no tenant '{slug}'")
+
     def rotate_admin_token(self, slug: str) -> str:
         token = secrets.token_urlsafe(24)
         with self._connect() as conn:

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
 from psycopg import AsyncConnection
@@ -58,6 +59,7 @@ class TenantRecord:
     admin_token_sha256: str | None
     email_from: str | None
     email_reply_to: str | None
+    unknown_order_retry_until: datetime | None = None
 
 
 def make_pool(database_url: str, schema: str, *, min_size: int = 1, max_size: int = 10) -> Pool:
@@ -95,14 +97,15 @@ class PaymentsDB:
         async with self.pool.connection() as conn:
             cursor = await conn.execute(
                 "SELECT id, slug, name, status, plan, max_orders_per_month, midtrans_server_key, "
-                "midtrans_environment, admin_token_sha256, email_from, email_reply_to "
+                "midtrans_environment, admin_token_sha256, email_from, email_reply_to, unknown_order_retry_until "
                 "FROM tenants WHERE slug = %s", (slug,))
             row = await cursor.fetchone()
         record = None if row is None else TenantRecord(
             id=row["id"], slug=row["slug"], name=row["name"], status=row["status"], plan=row["plan"],
             max_orders_per_month=row["max_orders_per_month"], server_key=Secret(row["midtrans_server_key"]),
             environment=row["midtrans_environment"], admin_token_sha256=row["admin_token_sha256"],
-            email_from=row["email_from"], email_reply_to=row["email_reply_to"])
+            email_from=row["email_from"], email_reply_to=row["email_reply_to"],
+            unknown_order_retry_until=row["unknown_order_retry_until"])
         self._tenants[slug] = (now + self._ttl_s, record)
         self._tenants.move_to_end(slug)
         while len(self._tenants) > _NEGATIVE_CACHE_SIZE:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -91,6 +92,11 @@ async def midtrans_notification(request: web.Request) -> web.Response:
         order = await cursor.fetchone()
         if order is None:
             # No dedupe key: if the order appears later (a migration catching up), a retry still applies.
+            grace = tenant.unknown_order_retry_until
+            if grace is not None and datetime.now(UTC) < grace:
+                await _record(conn, tenant, payload, valid=True, outcome="unknown_order_retry")
+                # 503: Midtrans retries (4 times, about 2 min to 3.5 h apart) while the order arrives.
+                return web.json_response({"success": False, "error": "order_not_known_yet"}, status=503)
             await _record(conn, tenant, payload, valid=True, outcome="unknown_order")
             return _ok()  # nothing to apply it to; answered so Midtrans stops retrying
         transition = decide_transition(order["payment_status"], str(payload.get("transaction_status")),

@@ -153,3 +153,23 @@ async def test_malformed_bodies_are_400_and_recorded(stack: Stack) -> None:
 async def test_a_webhook_for_an_unknown_tenant_is_404(stack: Stack) -> None:
     status, body = await stack.request("POST", "/webhooks/midtrans", "nobody", json={"order_id": "x"})
     assert (status, body["error"]) == (404, "unknown_tenant")
+
+
+async def test_during_a_grace_window_unknown_orders_are_retried_not_dropped(stack: Stack) -> None:
+    from controlplane.cli import ExitStatus, run
+
+    tenant = stack.add_tenant()
+    await stack.create(tenant, "W-LATE", amount=5000)
+    transaction = stack.midtrans.transactions[(tenant.server_key, "W-LATE")]
+    with psycopg.connect(stack.database.admin_url) as conn:  # as if the order were still only on v1
+        conn.execute("DELETE FROM payments.orders WHERE order_id = 'W-LATE' AND tenant_id = "
+                     "(SELECT id FROM payments.tenants WHERE slug = %s)", (tenant.slug,))
+    assert run(["tenant", "set", tenant.slug, "--grace-minutes", "10", "--admin-url", stack.database.admin_url,
+                "--owner-role", stack.database.layout.owner_role]) == ExitStatus.OK
+    payload = stack.midtrans.notification(transaction, "settlement")
+    status, body = await stack.request("POST", "/webhooks/midtrans", tenant, json=payload)
+    assert (status, body["error"]) == (503, "order_not_known_yet")  # Midtrans will retry
+    assert events(stack, tenant)[-1][3] == "unknown_order_retry"
+    await stack.create(tenant, "W-LATE", amount=5000)  # the migration catches up
+    status, _ = await stack.request("POST", "/webhooks/midtrans", tenant, json=payload)  # Midtrans' retry
+    assert status == 200 and order(stack, tenant, "W-LATE")[0] == "paid"  # applied, not lost
