@@ -28,7 +28,7 @@ from proxy.forward import (
 from proxy.headers import REQUEST_ID, SHADOW_HEADER, request_id_from, upstream_head
 from proxy.locks import LOCK_POLL_S, watch_locks
 from proxy.metrics import NO_BACKEND, UNKNOWN_TENANT, ProxyMetrics
-from proxy.mirror import Mirror, ShadowJob, skip_reason
+from proxy.mirror import DROP_REASONS, Mirror, ShadowJob, skip_reason
 from proxy.routing import Route, RoutingTable
 from proxy.shadow_store import ShadowStore
 from proxy.state import RouterState
@@ -79,7 +79,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         reason = skip_reason(route, request.method, request.path, request.content_length, request.body_exists)
         if reason is None:
             capture = Capture()
-        elif reason in _DROPS:
+        elif reason in DROP_REASONS:
             metrics.shadow_dropped(route.tenant, reason)
         else:
             metrics.shadow_skipped(route.tenant, reason)
@@ -112,7 +112,6 @@ async def handle(request: web.Request) -> web.StreamResponse:
         metrics.observe(route.tenant, backend, status, time.perf_counter() - started)
 
 
-_DROPS = frozenset({"body_too_large"})
 _SHADOW_LINE = f"{SHADOW_HEADER}: 1\r\n".encode()
 
 

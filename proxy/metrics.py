@@ -130,23 +130,13 @@ class ProxyMetrics:
             "dualstack_shadow_latency_seconds", "Latency of mirrored request pairs, by side (primary, shadow).",
             ["tenant", "side"], buckets=DURATION_BUCKETS, registry=registry,
         )
-        # Label children are looked up once per (tenant, backend), not per request.
-        self._request_children: dict[tuple[str, str, str], Counter] = {}
-        self._duration_children: dict[tuple[str, str], Histogram] = {}
-        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}  # other label children, looked up once
+        # Label children are looked up once per label set, not per request.
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
     def observe(self, tenant: str, backend: str, status: int, seconds: float) -> None:
         code_class = CODE_CLASSES[min(max(status // 100, 1), 5) - 1]
-        key = (tenant, backend, code_class)
-        counter = self._request_children.get(key)
-        if counter is None:
-            counter = self._request_children[key] = self.requests.labels(*key)
-        counter.inc()
-        pair = (tenant, backend)
-        histogram = self._duration_children.get(pair)
-        if histogram is None:
-            histogram = self._duration_children[pair] = self.duration.labels(*pair)
-        histogram.observe(seconds)
+        self._child(self.requests, tenant, backend, code_class).inc()
+        self._child(self.duration, tenant, backend).observe(seconds)
 
     def _child(self, metric: Counter | Histogram, *labels: str) -> Any:
         key = (id(metric), labels)
@@ -182,7 +172,7 @@ class ProxyMetrics:
         self._child(self.shadow_latency_seconds, tenant, "shadow").observe(shadow_s)
 
     def upstream_error(self, tenant: str, backend: str, kind: str) -> None:
-        self.upstream_errors.labels(tenant, backend, kind).inc()
+        self._child(self.upstream_errors, tenant, backend, kind).inc()
 
     def config_loaded(self, generation: int, at_s: float) -> None:
         self.config_generation.set(generation)

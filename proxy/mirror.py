@@ -41,6 +41,11 @@ def route_class(method: str, path: str) -> RouteClass:
     return "read" if method in ("GET", "HEAD", "OPTIONS") else "write"
 
 
+# Reasons that mean a copy that should have been mirrored was lost (counted as drops); the others
+# are skips by design (sampling, route classes, admin, writes to v1).
+DROP_REASONS: Final = frozenset({"body_too_large"})
+
+
 def skip_reason(route: Route, method: str, path: str, body_length: int | None, has_body: bool) -> str | None:
     """Why this request is not mirrored (None: mirror it). Pure and cheap: runs on the request path."""
     spec = route.shadow

@@ -152,10 +152,6 @@ class RoutingConfig:
         aliases = {host: t.slug for t in self.tenants.values() for host in t.hosts}
         object.__setattr__(self, "host_aliases", MappingProxyType(aliases))
 
-    def backend_of(self, slug: str) -> Backend | None:
-        tenant = self.tenants.get(slug)
-        return tenant.backend if tenant is not None else None
-
     def summary(self) -> str:
         counts = {b: sum(1 for t in self.tenants.values() if t.backend == b) for b in BACKENDS}
         split = ", ".join(f"{n} on {b}" for b, n in counts.items())

@@ -126,10 +126,15 @@ def _sequential(name: str, counts: Counts, seen: Counts, cusum: float, p0: float
                        "not conclusive yet", test, threshold, inputs), cusum
 
 
+def _baseline_upper(evidence: Evidence, policy: Policy) -> float:
+    """v1's error rate at its upper 95% bound; with too little history, a documented assumed one."""
+    if evidence.baseline.total < policy.min_requests:
+        return policy.assumed_baseline
+    return wilson(evidence.baseline.events, evidence.baseline.total)[1]
+
+
 def error_check(evidence: Evidence, policy: Policy, memory: Memory) -> tuple[CheckResult, float]:
-    # Too little v1 history to estimate a baseline: assume a documented one rather than none.
-    baseline_upper = wilson(evidence.baseline.events, evidence.baseline.total)[1] \
-        if evidence.baseline.total >= policy.min_requests else policy.assumed_baseline
+    baseline_upper = _baseline_upper(evidence, policy)
     p0 = min(0.5, baseline_upper + max(policy.error_floor_abs, policy.error_floor_rel * baseline_upper))
     p1 = min(0.99, p0 + policy.error_detect)
     return _sequential("error", evidence.v2, memory.seen_v2, memory.error_cusum, p0, p1, policy,
@@ -139,9 +144,7 @@ def error_check(evidence: Evidence, policy: Policy, memory: Memory) -> tuple[Che
 def burn_rate_check(evidence: Evidence, policy: Policy) -> CheckResult:
     # The budget is never below what v1 already fails: a legacy path at 0.5% errors "burns" a 99.9%
     # objective 5x in normal operation, and the question here is whether v2 is far worse than that.
-    baseline_upper = wilson(evidence.baseline.events, evidence.baseline.total)[1] \
-        if evidence.baseline.total >= policy.min_requests else policy.assumed_baseline
-    budget = max(1 - policy.slo_target, baseline_upper)
+    budget = max(1 - policy.slo_target, _baseline_upper(evidence, policy))
     long, short = evidence.v2_last_hour, evidence.v2_last_5m
     inputs = {"errors_1h": long.events, "requests_1h": long.total, "errors_5m": short.events,
               "requests_5m": short.total, "budget": round(budget, 6)}

@@ -34,9 +34,7 @@ class LockStore:
 
     def locks(self) -> dict[str, Lock]:
         with psycopg.connect(self.database_url) as conn:
-            rows = conn.execute(self._q("SELECT tenant, backend, declared_backend, reason, actor, created_at "
-                                        "FROM {s}.rollout_locks")).fetchall()
-        return {r[0]: Lock(*r) for r in rows}
+            return self._locks_in(conn)
 
     def _event(self, conn: psycopg.Connection[Any], tenant: str, kind: str, who: str,
                detail: Mapping[str, Any]) -> None:
@@ -69,7 +67,7 @@ class LockStore:
         """Drop locks whose tenant entry changed (or disappeared) since they were taken."""
         released = []
         with psycopg.connect(self.database_url) as conn, conn.transaction():
-            for tenant, lock in self._locks_in(conn).items():
+            for tenant, lock in self._locks_in(conn, for_update=True).items():
                 spec = config.tenants.get(tenant)
                 if spec is None or spec.backend != lock.declared_backend:
                     conn.execute(self._q("DELETE FROM {s}.rollout_locks WHERE tenant = %s"), (tenant,))
@@ -77,7 +75,7 @@ class LockStore:
                     released.append(tenant)
         return released
 
-    def _locks_in(self, conn: psycopg.Connection[Any]) -> dict[str, Lock]:
+    def _locks_in(self, conn: psycopg.Connection[Any], *, for_update: bool = False) -> dict[str, Lock]:
         rows = conn.execute(self._q("SELECT tenant, backend, declared_backend, reason, actor, created_at "
-                                    "FROM {s}.rollout_locks FOR UPDATE")).fetchall()
+                                    "FROM {s}.rollout_locks" + (" FOR UPDATE" if for_update else ""))).fetchall()
         return {r[0]: Lock(*r) for r in rows}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import collections
 import math
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from controlplane.rollout.decide import Action, Counts, Evidence, Memory, Policy, decide
 
@@ -111,7 +111,3 @@ def summary(policy: Policy, seeds: int) -> list[str]:
                      f"{sum(r.action is Action.PROMOTE for r in results):>9} "
                      f"{sum(r.action is Action.HOLD for r in results):>5} {median:>17}")
     return lines
-
-
-def with_soak(policy: Policy, hours: float) -> Policy:
-    return replace(policy, soak_s=hours * 3600)
