@@ -25,6 +25,7 @@ from proxy.forward import (
     error_response,
     forward,
 )
+from proxy.handover import WebhookCopy, copies_webhook, is_order_read, order_elsewhere
 from proxy.headers import REQUEST_ID, SHADOW_HEADER, request_id_from, upstream_head
 from proxy.locks import LOCK_POLL_S, watch_locks
 from proxy.metrics import NO_BACKEND, UNKNOWN_TENANT, ProxyMetrics
@@ -84,9 +85,24 @@ async def handle(request: web.Request) -> web.StreamResponse:
         else:
             metrics.shadow_skipped(route.tenant, reason)
     status = 500
+    copy = None
+    if copies_webhook(route, request.method, request.path, request.content_length):
+        copy = WebhookCopy(app[keys.POOLS], metrics, route, head, await request.read(), request_id)
     try:
-        response = await forward(request, pool, head, chunked=chunked,
-                                 request_id=request_id, backend=backend, capture=capture)
+        try:
+            response = await forward(request, pool, head, chunked=chunked,
+                                     request_id=request_id, backend=backend, capture=capture)
+        except (UpstreamFailure, MidStreamFailure):
+            if copy is not None:
+                await copy.settle(None)  # delivered or not, Midtrans retries on the primary's 5xx
+            raise
+        instead = await copy.settle(response) if copy is not None else None
+        if instead is not None:
+            backend, response, capture = route.other_backend, instead, None
+        elif response.status == 404 and not response.prepared and is_order_read(request.method, request.path):
+            elsewhere = await order_elsewhere(app[keys.POOLS], metrics, route, head, request_id)
+            if elsewhere is not None:
+                backend, response, capture = route.other_backend, elsewhere, None
         status = response.status
         if capture is not None:
             await _offer_shadow(request, route, head, capture, time.perf_counter() - started, request_id)
@@ -109,6 +125,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
         metrics.upstream_error(route.tenant, backend, "internal")
         raise
     finally:
+        if copy is not None:
+            copy.cancel()  # no-op once settled; a gone client must not leave it running
         metrics.observe(route.tenant, backend, status, time.perf_counter() - started)
 
 

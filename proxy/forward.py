@@ -79,6 +79,7 @@ class Capture:
 class Exchanged:
     status: int
     body: bytes
+    headers: list[tuple[str, str]]
 
 
 async def exchange(pool: UpstreamPool, head: bytes, body: bytes | None, *, max_body_bytes: int) -> Exchanged:
@@ -90,7 +91,7 @@ async def exchange(pool: UpstreamPool, head: bytes, body: bytes | None, *, max_b
         length = _content_length(conn.headers)
         if length is not None and length > max_body_bytes:
             raise UpstreamError("too_large", f"answered {length} bytes, more than {max_body_bytes}")
-        return Exchanged(conn.status, await conn.read_all())
+        return Exchanged(conn.status, await conn.read_all(), conn.headers)
     finally:
         pool.release(conn, reusable=conn.finish())
 

@@ -120,7 +120,7 @@ class ProxyMetrics:
         )
         self.shadow_skips = Counter(
             "dualstack_shadow_skipped", "Requests not mirrored by design, by reason (not_sampled, admin, "
-            "route_not_mirrored, write_to_v1).", ["tenant", "reason"], registry=registry,
+            "route_not_mirrored, write_to_v1, delivered_to_both).", ["tenant", "reason"], registry=registry,
         )
         self.shadow_comparisons = Counter(
             "dualstack_shadow_comparisons", "Primary-vs-shadow comparisons: match, mismatch, noise.",
@@ -129,6 +129,15 @@ class ProxyMetrics:
         self.shadow_latency_seconds = Histogram(
             "dualstack_shadow_latency_seconds", "Latency of mirrored request pairs, by side (primary, shadow).",
             ["tenant", "side"], buckets=DURATION_BUCKETS, registry=registry,
+        )
+        self.order_fallbacks = Counter(
+            "dualstack_order_fallbacks", "Order reads the serving backend did not know, asked of the other: "
+            "served, not_found, error.", ["tenant", "result"], registry=registry,
+        )
+        self.webhook_copies = Counter(
+            "dualstack_webhook_copies", "Midtrans notifications also delivered to the other backend: accepted, "
+            "refused (4xx), failed, answered (its answer went to Midtrans).", ["tenant", "backend", "result"],
+            registry=registry,
         )
         # Label children are looked up once per label set, not per request.
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
@@ -170,6 +179,12 @@ class ProxyMetrics:
     def shadow_latency(self, tenant: str, primary_s: float, shadow_s: float) -> None:
         self._child(self.shadow_latency_seconds, tenant, "primary").observe(primary_s)
         self._child(self.shadow_latency_seconds, tenant, "shadow").observe(shadow_s)
+
+    def order_fallback(self, tenant: str, result: str) -> None:
+        self.order_fallbacks.labels(tenant, result).inc()
+
+    def webhook_copy(self, tenant: str, backend: str, result: str) -> None:
+        self.webhook_copies.labels(tenant, backend, result).inc()
 
     def upstream_error(self, tenant: str, backend: str, kind: str) -> None:
         self._child(self.upstream_errors, tenant, backend, kind).inc()

@@ -54,6 +54,8 @@ def skip_reason(route: Route, method: str, path: str, body_length: int | None, h
     kind = route_class(method, path)
     if kind == "admin":
         return "admin"
+    if kind == "webhook" and route.webhooks_to_both:
+        return "delivered_to_both"  # the other backend applies it for real (proxy/handover.py)
     if kind not in spec.routes:
         return "route_not_mirrored"
     if kind in ("write", "webhook") and route.shadow_backend != "v2":

@@ -21,6 +21,11 @@ class Route:
     shadow_upstream: UpstreamSpec | None = None
     declared_backend: Backend | None = None  # what the routing file says, when a lock overrides it
     override_reason: str | None = None
+    # The other backend: asked for an order the serving one does not know (a cutover leaves orders
+    # on both), and sent the tenant's Midtrans notifications too when `webhooks_to_both`.
+    other_backend: Backend = "v2"
+    other_upstream: UpstreamSpec | None = None
+    webhooks_to_both: bool = True
 
 
 class RoutingTable:
@@ -45,7 +50,8 @@ class RoutingTable:
             mirrored = tenant.shadow is not None
             self.routes[slug] = Route(slug, backend, config.upstreams[backend], tenant.shadow,
                                       other if mirrored else None, config.upstreams[other] if mirrored else None,
-                                      tenant.backend if reason else None, reason)
+                                      tenant.backend if reason else None, reason, other, config.upstreams[other],
+                                      tenant.webhooks == "both")
 
     def with_locks(self, locks: Mapping[str, Lock]) -> RoutingTable:
         return RoutingTable(self.config, self.generation, locks)

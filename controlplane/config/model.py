@@ -40,6 +40,10 @@ class UpstreamSpec:
 
 
 Via = Literal["router", "direct"]
+# Where a tenant's Midtrans notifications go: both backends (the one serving the tenant answers
+# Midtrans, the other applies them too, so each keeps the orders it holds current across a cutover
+# and the way back), or the serving backend only.
+WebhookDelivery = Literal["both", "primary"]
 RouteClass = Literal["read", "write", "webhook", "admin"]
 ROUTE_CLASSES: Final[tuple[RouteClass, ...]] = ("read", "write", "webhook", "admin")
 DEFAULT_SHADOW_IGNORE: Final = ("$.token", "$.paymentUrl", "$.redirectUrl")
@@ -80,6 +84,7 @@ class TenantSpec:
     via: Via = "router"
     shadow: ShadowSpec | None = None  # None: not mirrored
     soak_s: float | None = None  # overrides the rollout policy's soak window for this tenant
+    webhooks: WebhookDelivery = "both"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +119,17 @@ class RolloutPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class CutoverPolicy:
+    """What `dualstack cutover` requires before it moves a tenant (the `cutover:` section)."""
+
+    min_match_rate: float = 0.99  # shadow comparisons that must match, over the window...
+    min_comparisons: int = 500  # ...counting at least this many
+    shadow_window_s: float = 24 * 3600
+    grace_minutes: float = 30.0  # v2 answers notifications for orders it does not know yet with 503
+    router_wait_s: float = 30.0  # how long the routers may take to serve the new backend
+
+
+@dataclass(frozen=True, slots=True)
 class NginxSpec:
     """What the generated nginx includes need beyond the routing itself."""
 
@@ -141,6 +157,7 @@ class RoutingConfig:
     nginx: NginxSpec = field(default_factory=NginxSpec)
     shadow_limits: ShadowLimits = field(default_factory=ShadowLimits)
     rollout: RolloutPolicy = field(default_factory=RolloutPolicy)
+    cutover: CutoverPolicy = field(default_factory=CutoverPolicy)
     source: str = "<memory>"
     digest: str = ""
     # host (lower case, no port) -> slug, for the explicit `hosts` entries only

@@ -9,6 +9,7 @@ from typing import Any, Final
 from controlplane.config.collector import Collector, Path_, check_url
 from controlplane.config.model import (
     ROUTE_CLASSES,
+    CutoverPolicy,
     NginxSpec,
     RolloutPolicy,
     ShadowLimits,
@@ -173,3 +174,25 @@ def shadow_limits_section(c: Collector, raw: Any) -> ShadowLimits:
         if key in raw and (n := c.number(raw[key], ("shadow", key), minimum=minimum, integer=integer)) is not None:
             kwargs[key] = int(n) if integer else n
     return dataclasses.replace(limits, **kwargs)
+
+CUTOVER_KEYS: Final = {"min_match_rate", "min_comparisons", "shadow_window_hours", "grace_minutes", "router_wait_s"}
+
+
+def cutover_section(c: Collector, raw: Any) -> CutoverPolicy:
+    policy = CutoverPolicy()
+    if not c.mapping(raw, ("cutover",), CUTOVER_KEYS, set()):
+        return policy
+    kwargs: dict[str, Any] = {}
+    if "min_match_rate" in raw and (n := _fraction(c, raw["min_match_rate"],
+                                                   ("cutover", "min_match_rate"))) is not None:
+        kwargs["min_match_rate"] = n
+    if "min_comparisons" in raw and (n := c.number(raw["min_comparisons"], ("cutover", "min_comparisons"), minimum=0,
+                                                    integer=True)) is not None:
+        kwargs["min_comparisons"] = int(n)
+    if "shadow_window_hours" in raw and (n := c.number(raw["shadow_window_hours"], ("cutover", "shadow_window_hours"),
+                                                        minimum=0.01)) is not None:
+        kwargs["shadow_window_s"] = n * 3600
+    for key, minimum in (("grace_minutes", 0.0), ("router_wait_s", 0.1)):
+        if key in raw and (n := c.number(raw[key], ("cutover", key), minimum=minimum)) is not None:
+            kwargs[key] = n
+    return dataclasses.replace(policy, **kwargs)

@@ -15,6 +15,7 @@ from controlplane.config.model import (
     DEFAULT_TRUSTED_PROXIES,
     SLUG_RE,
     Backend,
+    CutoverPolicy,
     IPNetwork,
     NginxSpec,
     RolloutPolicy,
@@ -23,12 +24,18 @@ from controlplane.config.model import (
     TenantSpec,
     UpstreamSpec,
 )
-from controlplane.config.sections import nginx_section, rollout_section, shadow_limits_section, shadow_section
+from controlplane.config.sections import (
+    cutover_section,
+    nginx_section,
+    rollout_section,
+    shadow_limits_section,
+    shadow_section,
+)
 
 TOP_KEYS: Final = {"upstreams", "base_domain", "platform_subdomains", "trusted_proxies", "tenants", "nginx", "shadow",
-                   "rollout"}
+                   "rollout", "cutover"}
 UPSTREAM_KEYS: Final = {"url", "connect_timeout_s", "read_timeout_s", "pool_size"}
-TENANT_KEYS: Final = {"backend", "hosts", "via", "shadow", "rollout"}
+TENANT_KEYS: Final = {"backend", "hosts", "via", "shadow", "rollout", "webhooks"}
 # The routing file says soak_hours; the policy keeps seconds.
 def _upstream(c: Collector, name: Backend, value: Any, path: Path_) -> UpstreamSpec | None:
     if not c.mapping(value, path, UPSTREAM_KEYS, {"url"}):
@@ -103,6 +110,7 @@ def build_config(doc: LoadedDocument, digest: str = "") -> RoutingConfig:
     nginx = nginx_section(c, data["nginx"]) if "nginx" in data else NginxSpec()
     limits = shadow_limits_section(c, data["shadow"]) if "shadow" in data else ShadowLimits()
     rollout = rollout_section(c, data["rollout"]) if "rollout" in data else RolloutPolicy()
+    cutover = cutover_section(c, data["cutover"]) if "cutover" in data else CutoverPolicy()
     if c.issues:
         raise ConfigError(tuple(sorted(c.issues, key=lambda i: (i.line, i.path))))
     return RoutingConfig(
@@ -114,6 +122,7 @@ def build_config(doc: LoadedDocument, digest: str = "") -> RoutingConfig:
         nginx=nginx,
         shadow_limits=limits,
         rollout=rollout,
+        cutover=cutover,
         source=doc.source,
         digest=digest,
     )
@@ -180,6 +189,10 @@ def _tenants(
         if via not in ("router", "direct"):
             c.add((*path, "via"), f"via must be router or direct, not '{via}'")
             continue
+        webhooks = entry.get("webhooks", "both")
+        if webhooks not in ("both", "primary"):
+            c.add((*path, "webhooks"), f"webhooks must be both or primary, not '{webhooks}'")
+            continue
         shadow = shadow_section(c, entry["shadow"], (*path, "shadow")) if "shadow" in entry else None
         soak_s = None
         if "rollout" in entry and c.mapping(entry["rollout"], (*path, "rollout"), {"soak_hours"}, set()) \
@@ -188,7 +201,8 @@ def _tenants(
             soak_s = hours * 3600 if hours is not None else None
         if backend in BACKENDS and SLUG_RE.match(str(slug)):
             tenants[slug] = TenantSpec(slug=slug, backend=cast(Backend, backend),
-                                       hosts=tuple(dict.fromkeys(hosts)), via=via, shadow=shadow, soak_s=soak_s)
+                                       hosts=tuple(dict.fromkeys(hosts)), via=via, shadow=shadow, soak_s=soak_s,
+                                       webhooks=webhooks)
     return tenants
 
 

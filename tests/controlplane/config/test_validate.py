@@ -205,3 +205,31 @@ def test_rollout_thresholds_are_declared_and_checked() -> None:
                      "routing.yaml:3: rollout.soak_hours: must be at least 0.01",
                      "routing.yaml:5: tenants.x.rollout.soak: unknown key"):
         assert any(i.startswith(fragment) for i in issues), (fragment, issues)
+
+
+def test_cutover_requirements_and_webhook_delivery_are_declared_and_checked() -> None:
+    config = load_config(REPO / "configs" / "routing.example.yaml")
+    assert config.cutover.min_match_rate == 0.99 and config.cutover.min_comparisons == 500
+    assert config.tenants["buatfilm"].webhooks == "both"
+    config = load_config_text(textwrap.dedent("""\
+        upstreams: {v1: {url: "http://a:1"}, v2: {url: "http://b:2"}}
+        base_domain: agentbar.ai
+        cutover: {min_match_rate: 0.95, min_comparisons: 0, shadow_window_hours: 2, grace_minutes: 5}
+        tenants:
+          quiet: {backend: v1, webhooks: primary}
+        """))
+    assert (config.cutover.min_match_rate, config.cutover.min_comparisons, config.cutover.shadow_window_s,
+            config.cutover.grace_minutes) == (0.95, 0, 7200, 5)
+    assert config.tenants["quiet"].webhooks == "primary"
+    issues = issues_of("""\
+        upstreams: {v1: {url: "http://a:1"}, v2: {url: "http://b:2"}}
+        base_domain: agentbar.ai
+        cutover: {min_match_rate: 1.5, min_comparisons: -1, grace: 3}
+        tenants:
+          x: {backend: v1, webhooks: sometimes}
+        """)
+    for fragment in ("routing.yaml:3: cutover.min_match_rate: must be between 0 and 1",
+                     "routing.yaml:3: cutover.min_comparisons: must be at least 0",
+                     "routing.yaml:3: cutover.grace: unknown key",
+                     "routing.yaml:5: tenants.x.webhooks: webhooks must be both or primary"):
+        assert any(i.startswith(fragment) for i in issues), (fragment, issues)

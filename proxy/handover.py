@@ -1,0 +1,111 @@
+"""Orders that live on the other backend: what makes a cutover, and the way back, lose nothing.
+
+A flip is not atomic for payments in flight. An order created on v1 a second before a tenant moves
+to v2 is polled and notified after it, and orders created on v2 during a soak still exist only on
+v2 after a rollback. Two rules in the router cover both directions:
+
+- Order status reads: when the serving backend answers 404 for `GET /orders/{id}/status`, the other
+  backend is asked, and its answer is used if it knows the order. Only 404s cost a second request.
+- Midtrans notifications (unless a tenant sets `webhooks: primary`): delivered to the serving
+  backend, whose answer goes to Midtrans, and at the same time to the other, so each backend applies
+  them to the orders it holds (both deduplicate, so Midtrans' retries change nothing). The copy is
+  bounded by COPY_TIMEOUT_S and never changes the answer, with one exception: when v2 answers 503
+  "order_not_known_yet" (its grace window after a cutover) and the other backend accepted the
+  notification, Midtrans is told 200 - the order was v1's, and v1 applied it; the migration's
+  catch-up sync carries the new status to v2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Final
+
+from aiohttp import web
+
+from proxy.forward import Exchanged, UpstreamPools, exchange
+from proxy.headers import client_response_headers
+from proxy.metrics import ProxyMetrics
+from proxy.routing import Route
+from proxy.upstream import UpstreamError
+
+log = logging.getLogger(__name__)
+
+ORDER_STATUS_RE: Final = re.compile(r"^/orders/[^/]+/status$")
+WEBHOOK_PATH: Final = "/webhooks/midtrans"
+COPY_TIMEOUT_S: Final = 3.0  # Midtrans waits 15 s for an answer; the copy never takes more than this
+MAX_ANSWER_BYTES: Final = 64 * 1024
+MAX_NOTIFICATION_BYTES: Final = 64 * 1024
+NOT_KNOWN_YET: Final = b"order_not_known_yet"
+
+
+def is_order_read(method: str, path: str) -> bool:
+    return method == "GET" and ORDER_STATUS_RE.match(path) is not None
+
+
+def copies_webhook(route: Route, method: str, path: str, length: int | None) -> bool:
+    return (route.webhooks_to_both and route.other_upstream is not None and method == "POST"
+            and path == WEBHOOK_PATH and length is not None and length <= MAX_NOTIFICATION_BYTES)
+
+
+async def _ask_other(pools: UpstreamPools, route: Route, head: bytes, body: bytes | None) -> Exchanged | str:
+    """The other backend's whole answer, or the kind of failure."""
+    assert route.other_upstream is not None
+    try:
+        return await asyncio.wait_for(
+            exchange(pools.pool_for(route.other_upstream), head, body, max_body_bytes=MAX_ANSWER_BYTES),
+            timeout=min(COPY_TIMEOUT_S, route.other_upstream.read_timeout_s))
+    except TimeoutError:
+        return "timeout"
+    except UpstreamError as error:
+        return error.kind
+
+
+def _response(answer: Exchanged, request_id: str, backend: str) -> web.Response:
+    return web.Response(status=answer.status, body=answer.body,
+                        headers=client_response_headers(answer.headers, request_id=request_id, backend=backend))
+
+
+async def order_elsewhere(pools: UpstreamPools, metrics: ProxyMetrics, route: Route, head: bytes,
+                          request_id: str) -> web.Response | None:
+    """The other backend's answer for an order the serving one does not know, if it knows it."""
+    answer = await _ask_other(pools, route, head, None)
+    if isinstance(answer, str):
+        metrics.order_fallback(route.tenant, "error")
+        return None
+    if answer.status != 200:
+        metrics.order_fallback(route.tenant, "not_found" if answer.status == 404 else "error")
+        return None
+    metrics.order_fallback(route.tenant, "served")
+    return _response(answer, request_id, route.other_backend)
+
+
+class WebhookCopy:
+    """The notification sent to the other backend while the serving one handles it."""
+
+    def __init__(self, pools: UpstreamPools, metrics: ProxyMetrics, route: Route, head: bytes, body: bytes,
+                 request_id: str) -> None:
+        self.route = route
+        self.metrics = metrics
+        self.request_id = request_id
+        self.task = asyncio.ensure_future(_ask_other(pools, route, head, body))
+
+    async def settle(self, primary: web.StreamResponse | None) -> web.Response | None:
+        """Wait for the copy; returns the answer Midtrans should get instead of the primary's, if any."""
+        answer = await self.task
+        tenant, other = self.route.tenant, self.route.other_backend
+        if isinstance(answer, str):
+            self.metrics.webhook_copy(tenant, other, "failed")
+            log.warning("request %s: notification copy to %s failed (%s)", self.request_id, other, answer)
+            return None
+        result = "accepted" if 200 <= answer.status < 300 else ("refused" if answer.status < 500 else "failed")
+        self.metrics.webhook_copy(tenant, other, result)
+        if result == "accepted" and isinstance(primary, web.Response) and primary.status == 503 \
+                and isinstance(primary.body, bytes) and NOT_KNOWN_YET in primary.body:
+            self.metrics.webhook_copy(tenant, other, "answered")
+            return _response(answer, self.request_id, other)
+        return None
+
+    def cancel(self) -> None:
+        self.task.cancel()
