@@ -15,6 +15,7 @@ from typing import NoReturn
 
 import psycopg
 
+from controlplane.commands.cutover import cmd_cutover
 from controlplane.commands.db import cmd_db_migrate, cmd_migrate_sqlite, cmd_tenant
 from controlplane.commands.nginx import cmd_nginx
 from controlplane.commands.rollout import (
@@ -26,6 +27,7 @@ from controlplane.commands.rollout import (
 )
 from controlplane.commands.shadow import cmd_shadow_report
 from controlplane.config import ConfigError, load_config
+from controlplane.cutover import CutoverStopped
 from controlplane.db.migrate import MigrationError
 from controlplane.db.tenants import TenantError
 from controlplane.errors import EnvironmentProblem, ExitStatus, UsageProblem
@@ -212,6 +214,26 @@ def build_parser() -> argparse.ArgumentParser:
             parser_.add_argument("--notify-url", help="Slack-compatible webhook for every action "
                                  "(default: $DUALSTACK_NOTIFY_URL)")
 
+    p = sub.add_parser("cutover", help="move one tenant to v2 (or back to v1): preflight checks, final sync, flip, "
+                       "routers confirm, catch-up sync, soak")
+    p.add_argument("slug")
+    p.add_argument("--to", required=True, choices=["v1", "v2"])
+    p.add_argument("--config", required=True, help="the routing file (edited in place, comments kept)")
+    p.add_argument("--sqlite", help="v1's orders.db, for the migration check and syncs (read-only)")
+    p.add_argument("--database-url", help="v2's application role (default: $DUALSTACK_DATABASE_URL)")
+    p.add_argument("--router-admin-url", action="append", help="a router's admin address (repeat for each): "
+                   "the cutover waits until every one serves the new backend")
+    p.add_argument("--state-database-url", help="shadow results, rollouts and the cutover record "
+                   "(default: $DUALSTACK_STATE_DATABASE_URL)")
+    p.add_argument("--state-schema", default=STATE_SCHEMA)
+    p.add_argument("--override", action="append", choices=["health", "tenant", "migration", "shadow", "nginx"],
+                   help="go on although this check failed (repeatable; needs --reason, which is recorded)")
+    p.add_argument("--reason", help="why the overrides are acceptable (recorded with the cutover)")
+    p.add_argument("--no-nginx", action="store_true", help="skip the nginx check (no nginx in front of the router)")
+    p.add_argument("--preflight-only", action="store_true", help="run the checks, print them, change nothing")
+    _db_options(p)
+    p.set_defaults(func=cmd_cutover)
+
     p = sub.add_parser("demo", help="run the whole stack locally on embedded defaults")
     p.add_argument("--state-dir", default=".dualstack-demo", help="where the demo keeps its files")
     p.add_argument("--port", type=int, default=8080, help="the router's port (admin: port + 1020)")
@@ -262,6 +284,9 @@ def run(argv: Sequence[str] | None = None) -> ExitStatus:
     except (UsageProblem, ValueError) as exc:
         print(f"dualstack: {exc}", file=sys.stderr)
         return ExitStatus.USAGE
+    except CutoverStopped as exc:
+        print(f"dualstack: cutover stopped: {exc}", file=sys.stderr)
+        return ExitStatus.INVALID
     except (TenantError, MigrationError, NginxFailure, RenderError, MigrationProblem) as exc:
         print(f"dualstack: {exc}", file=sys.stderr)
         return ExitStatus.INVALID

@@ -179,6 +179,19 @@ def database() -> Any:
         _drop(name, layout)
 
 
+@pytest.fixture(scope="session")
+def state(database: Database) -> Database:
+    """The control plane's state schema (shadow results, rollouts, locks) in the session's database."""
+    import dataclasses
+
+    from controlplane.db.migrate import bundled_migrations
+    from controlplane.shadow.samples import STATE_SCHEMA
+
+    layout = dataclasses.replace(database.layout, schema=STATE_SCHEMA)
+    migrate(database.admin_url, layout, migrations=bundled_migrations("state_migrations"))
+    return dataclasses.replace(database, layout=layout)
+
+
 # -- a real Prometheus on loopback, scraping given targets with the project's rules loaded -------
 
 import shutil as _shutil  # noqa: E402

@@ -147,6 +147,22 @@ class TenantAdmin:
                 sql.Identifier(self.layout.schema), assignments, sql.Placeholder("slug")),
                 {**changes, "slug": slug})
 
+    def readiness(self, slug: str) -> str | None:
+        """Why this tenant cannot take traffic on v2 (None: it can): present, active, key fits environment."""
+        with self._connect() as conn:
+            row = conn.execute(self.layout.render(
+                "SELECT status, midtrans_server_key, midtrans_environment FROM {schema}.tenants WHERE slug = %s"),
+                (slug,)).fetchone()
+        if row is None:
+            return f"no tenant '{slug}' in v2 (`dualstack tenant add {slug} ...`)"
+        if row["status"] != "active":
+            return f"tenant '{slug}' is {row['status']} in v2 (`dualstack tenant resume {slug}`)"
+        try:
+            check_key_environment(row["midtrans_server_key"] or "", row["midtrans_environment"])
+        except TenantError as exc:
+            return str(exc)
+        return None
+
     def open_grace_window(self, slug: str, minutes: float) -> None:
         """For `minutes`, notifications for orders v2 does not know yet are answered so Midtrans retries."""
         with self._connect() as conn:

@@ -20,13 +20,6 @@ from tests.conftest import SERVER_URL, Database, Router, RouterFactory, Upstream
 TENANTS = "shop: {backend: v2}\nother: {backend: v2}\n"
 
 
-@pytest.fixture(scope="module")
-def state(database: Database) -> Database:
-    layout = dataclasses.replace(database.layout, schema=STATE_SCHEMA)
-    migrate(database.admin_url, layout, migrations=bundled_migrations("state_migrations"))
-    return dataclasses.replace(database, layout=layout)
-
-
 async def served_by(router: Router, tenant: str) -> str:
     async with aiohttp.ClientSession() as session, session.get(
         f"{router.url}/x", headers={"Host": f"{tenant}.agentbar.ai"}

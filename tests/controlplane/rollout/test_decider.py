@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,19 +12,11 @@ from aiohttp import web
 
 from controlplane.cli import ExitStatus, run
 from controlplane.config import load_config
-from controlplane.db.migrate import bundled_migrations, migrate
 from controlplane.rollout.decide import Policy
 from controlplane.rollout.decider import RolloutStore, run_once
 from controlplane.rollout.sources import PrometheusSource
 from controlplane.shadow.samples import STATE_SCHEMA
 from tests.conftest import Database, RouterFactory, routing_yaml
-
-
-@pytest.fixture(scope="module")
-def state(database: Database) -> Database:
-    layout = dataclasses.replace(database.layout, schema=STATE_SCHEMA)
-    migrate(database.admin_url, layout, migrations=bundled_migrations("state_migrations"))
-    return dataclasses.replace(database, layout=layout)
 
 
 def backend(name: str, failing: str | None = None) -> web.Application:

@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from typing import Any
 
 import pytest
 
 from controlplane.cli import ExitStatus, run
-from controlplane.db.migrate import bundled_migrations, migrate
 from controlplane.rollout.embedded import _counts, _delta
-from controlplane.shadow.samples import STATE_SCHEMA
 from tests.conftest import Database, RouterFactory, routing_yaml
 from tests.controlplane.rollout.test_decider import backend, traffic
-
-
-@pytest.fixture(scope="module")
-def state(database: Database) -> Database:
-    layout = dataclasses.replace(database.layout, schema=STATE_SCHEMA)
-    migrate(database.admin_url, layout, migrations=bundled_migrations("state_migrations"))
-    return dataclasses.replace(database, layout=layout)
 
 
 def test_a_router_restart_counts_from_zero() -> None:
