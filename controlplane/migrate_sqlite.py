@@ -19,7 +19,7 @@ import hashlib
 import re
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -33,6 +33,10 @@ STATUS_MAP: Final = {
 _ORDER_ID_RE: Final = re.compile(r"^[A-Za-z0-9._~-]{1,50}$")
 _EMAIL_RE: Final = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 BATCH_ROWS: Final = 50_000
+PROGRESS_EVERY: Final = 10_000
+
+# (phase, done, total): reading and staging count rows; upserting and verifying are one step each.
+Progress = Callable[[str, int, int], None]
 
 
 class MigrationProblem(Exception):
@@ -66,8 +70,7 @@ class Report:
         return not self.differences
 
 
-def read_v1(path: Path) -> Iterator[tuple[V1Order | None, str, str]]:
-    """(order or None, order id, why it is bad) for every row, read-only."""
+def _open_v1(path: Path) -> sqlite3.Connection:
     if not path.exists():
         raise MigrationProblem(f"{path}: no such file")
     try:
@@ -75,6 +78,21 @@ def read_v1(path: Path) -> Iterator[tuple[V1Order | None, str, str]]:
         conn.execute("SELECT 1 FROM orders LIMIT 1")
     except sqlite3.DatabaseError as exc:
         raise MigrationProblem(f"{path}: not a v1 orders database ({exc})") from None
+    return conn
+
+
+def count_v1(path: Path) -> int:
+    conn = _open_v1(path)
+    try:
+        row = conn.execute("SELECT count(*) FROM orders").fetchone()
+        return int(row[0]) if row else 0
+    finally:
+        conn.close()
+
+
+def read_v1(path: Path) -> Iterator[tuple[V1Order | None, str, str]]:
+    """(order or None, order id, why it is bad) for every row, read-only."""
+    conn = _open_v1(path)
     try:
         cursor = conn.execute("SELECT id, customer_name, email, phone, amount, payment_method, status FROM orders")
         while rows := cursor.fetchmany(10_000):
@@ -131,12 +149,17 @@ SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FR
 
 
 def migrate_sqlite(sqlite_path: Path, database_url: str, tenant_slug: str, schema: str = "payments",
-                   *, dry_run: bool = False) -> Report:
+                   *, dry_run: bool = False, progress: Progress | None = None) -> Report:
     started = time.monotonic()
     report = Report()
     valid: dict[str, V1Order] = {}
+    total = count_v1(sqlite_path) if progress else 0  # rows v1 adds meanwhile are read too
+    if progress:
+        progress("reading", 0, total)
     for order, order_id, why in read_v1(sqlite_path):
         report.read += 1
+        if progress and report.read % PROGRESS_EVERY == 0:
+            progress("reading", report.read, max(total, report.read))
         if order is None:
             report.bad.append((order_id, why))
         else:
@@ -151,11 +174,20 @@ def migrate_sqlite(sqlite_path: Path, database_url: str, tenant_slug: str, schem
             conn.execute("CREATE TEMPORARY TABLE migration_stage (order_id text, name text, email text, phone text, "
                          "amount bigint, method text, status text) ON COMMIT DROP")
             orders = list(valid.values())
+            if progress:
+                progress("reading", report.read, report.read)
+                progress("staging", 0, len(orders))
             for start in range(0, len(orders), BATCH_ROWS):
                 with conn.cursor().copy("COPY migration_stage FROM STDIN") as copy:
                     for o in orders[start:start + BATCH_ROWS]:
                         copy.write_row((o.order_id, o.name, o.email, o.phone, o.amount, o.method, o.status))
+                if progress:
+                    progress("staging", min(start + BATCH_ROWS, len(orders)), len(orders))
+            if progress:
+                progress("upserting", 0, 1)
             result = conn.execute(_UPSERT, {"tenant": tenant_id}).fetchone()
+            if progress:
+                progress("verifying", 0, 1)
             report.inserted, report.updated = (int(result[0]), int(result[1])) if result else (0, 0)
             stored = {r[0]: (r[1], r[2], r[3]) for r in conn.execute(
                 "SELECT order_id, gross_amount, email, payment_status FROM orders")}

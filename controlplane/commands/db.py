@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from controlplane.commands.options import admin_url, database_layout, flag_or_env, secret_arg
@@ -82,10 +83,20 @@ def cmd_migrate_sqlite(ns: argparse.Namespace) -> ExitStatus:
     import time
 
     from controlplane.migrate_sqlite import migrate_sqlite
+    from controlplane.progress import ProgressDisplay
 
     url = flag_or_env(ns.database_url, "DUALSTACK_DATABASE_URL", "--database-url")
+    first = True
     while True:
-        report = migrate_sqlite(Path(ns.sqlite), url, ns.tenant, ns.schema, dry_run=ns.dry_run)
+        # Progress for the first pass (the long one); --follow's later passes are one line each.
+        progress = ProgressDisplay(sys.stderr) if first else None
+        try:
+            report = migrate_sqlite(Path(ns.sqlite), url, ns.tenant, ns.schema, dry_run=ns.dry_run,
+                                    progress=progress)
+        finally:
+            if progress is not None:
+                progress.close()
+        first = False
         rate = report.read / report.seconds if report.seconds else 0.0
         print(f"{'dry run: ' if ns.dry_run else ''}{report.read} v1 rows read in {report.seconds:.1f}s "
               f"({rate:,.0f}/s): {report.inserted} inserted, {report.updated} updated, {report.unchanged} unchanged "
