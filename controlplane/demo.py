@@ -36,6 +36,8 @@ upstreams:
 base_domain: agentbar.ai
 platform_subdomains: [funnel, funnelstaging, www, admin]
 trusted_proxies: ["127.0.0.1/32", "::1/128"]
+# `dualstack cutover` normally wants shadow evidence first; the demo mirrors nothing.
+cutover: {{min_comparisons: 0}}
 tenants:
   buatfilm:
     backend: v1
@@ -104,7 +106,7 @@ def run_demo(*, state_dir: str, router_port: int, workers: int, database_url: st
         tokens = _prepare_database(admin_url)
         app_url = make_conninfo(admin_url, user=DEFAULT_LAYOUT.app_role)
         _start_services(group, state, routing, ports, workers, app_url)
-        print(_guide(routing, ports, state, tokens, _describe(admin_url), app_url), flush=True)
+        print(_guide(routing, ports, state, tokens, _describe(admin_url), app_url, admin_url), flush=True)
         while (exited := group.first_exited()) is None:
             time.sleep(0.5)
         print(f"\n{exited.name} stopped unexpectedly (code {exited.process.returncode}):\n{exited.tail()}",
@@ -178,8 +180,11 @@ def _describe(url: str) -> str:
     return f"PostgreSQL {parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"
 
 
-def _guide(routing: Path, ports: Ports, state: Path, tokens: dict[str, str], database: str, app_url: str) -> str:
+def _guide(routing: Path, ports: Ports, state: Path, tokens: dict[str, str], database: str, app_url: str,
+           admin_url: str) -> str:
     r = f"http://127.0.0.1:{ports.router}"
+    # A URL with a password is never printed: the user knows their own.
+    admin = "'<your DATABASE_URL>'" if conninfo_to_dict(admin_url).get("password") else f"'{admin_url}'"
     order = json.dumps({"orderId": "DEMO-1001", "amount": 150000, "email": "budi@example.com",
                         "phone": "08123456789", "name": "Budi", "paymentMethod": "bca"})
     return f"""
@@ -203,11 +208,17 @@ The same on the v1 tenant (buatfilm.agentbar.ai): the router sends it to the v1 
 Try a duplicate notification ("repeat": 3), an out-of-order one ("sequence": ["settlement", "pending"]),
 or a forged one ("forge": true) on /_fake/notify.
 
-Move buatfilm to v2: edit {routing.name}, set `backend: v2` under buatfilm, save; within 2 seconds its
-requests go to v2 (`X-Dualstack-Backend` in the answer says which backend served it), and the
-decider (every 30 s, log: {state / 'logs' / 'decider.log'}) starts its soak. Watch or steer it:
-  export DUALSTACK_STATE_DATABASE_URL='{app_url}'
+Move buatfilm to v2 the guarded way: preflight checks, a final sync of v1's orders, the flip in
+{routing.name}, the router confirming, a catch-up sync, and the soak the decider (every 30 s, log:
+{state / 'logs' / 'decider.log'}) watches. Then back:
+  export DUALSTACK_STATE_DATABASE_URL='{app_url}' DUALSTACK_DATABASE_URL='{app_url}'
+  export DUALSTACK_ADMIN_URL={admin}
+  dualstack cutover buatfilm --to v2 --config {routing} --sqlite {state / 'orders.db'} \\
+      --router-admin-url http://127.0.0.1:{ports.admin} --no-nginx
   dualstack rollout status --config {routing}
-  dualstack rollout explain demo
-  dualstack rollout rollback demo --config {routing} --reason "trying it"   # then: rollout ack demo
+  dualstack rollout explain buatfilm
+  dualstack rollout rollback buatfilm --config {routing} --reason "trying it"   # then: rollout ack buatfilm
+  dualstack cutover buatfilm --to v1 --config {routing} --router-admin-url http://127.0.0.1:{ports.admin} --no-nginx
+Orders created on either side stay readable and payable through the router across both moves
+(`X-Dualstack-Backend` in each answer says which backend served it).
 """

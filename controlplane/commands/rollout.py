@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from controlplane.commands.options import (
     notify_url,
@@ -107,7 +108,7 @@ def cmd_rollout_explain(ns: argparse.Namespace) -> ExitStatus:
         print(f"{ns.slug}: {rollout.phase.replace('_', ' ')}; soak started {started}")
     story = [(at, f"decision: {action} ({verdict}){' [dry run]' if dry else ''}: " + "; ".join(reasons), checks)
              for at, action, verdict, dry, reasons, checks in decisions]
-    story += [(at, f"{kind} by {actor}: {json.dumps(detail)}", None) for at, kind, actor, detail in events]
+    story += [(at, f"{kind} by {actor}: {_event_detail(kind, detail)}", None) for at, kind, actor, detail in events]
     for at, line, checks in sorted(story, key=lambda item: item[0]):
         print(f"  {at:%Y-%m-%d %H:%M:%S} {line}")
         for check in checks or []:
@@ -115,3 +116,11 @@ def cmd_rollout_explain(ns: argparse.Namespace) -> ExitStatus:
                 print(f"      {check['name']}: {check['outcome']} - {check['reason']} [{check['test']}; "
                       f"{check['threshold']}]")
     return ExitStatus.OK
+
+def _event_detail(kind: str, detail: dict[str, Any]) -> str:
+    if kind == "cutover_started":
+        checks = ", ".join(f"{c['name']} {'ok' if c['ok'] else 'OVERRIDDEN' if c.get('override') else 'failed'}"
+                           for c in detail.get("checks", []))
+        reason = f"; override reason: {detail['reason']}" if detail.get("reason") else ""
+        return f"{detail.get('from')} -> {detail.get('to')}; preflight: {checks}{reason}"
+    return json.dumps(detail)

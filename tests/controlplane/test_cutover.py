@@ -24,9 +24,10 @@ import aiohttp
 import psycopg
 import pytest
 
+from controlplane.cli import run
 from controlplane.cutover import Cutover, CutoverRequest, CutoverStopped
 from controlplane.db.layout import DatabaseLayout
-from controlplane.errors import UsageProblem
+from controlplane.errors import ExitStatus, UsageProblem
 from standins.legacy_v1 import LegacyV1, open_database
 from standins.midtrans import signature
 from tests.conftest import Database, Router, RouterFactory
@@ -206,7 +207,8 @@ async def test_cutover_to_v2_and_back_under_steady_traffic_fails_no_request_and_
     assert kinds == ["cutover_started", "cutover_done", "cutover_started", "cutover", "cutover_done"]
 
 
-async def test_a_failed_check_stops_the_cutover_before_anything_changes(world: World) -> None:
+async def test_a_failed_check_stops_the_cutover_before_anything_changes(world: World,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
     with sqlite3.connect(world.orders_db) as v1:  # a row v2 cannot take: reported by id, never dropped
         v1.execute("INSERT INTO orders (id, customer_name, email, phone, amount, payment_method, status) "
                    "VALUES ('BAD-1', 'X', 'not-an-email', '1', 1000, 'midtrans', 'pending')")
@@ -234,15 +236,31 @@ async def test_a_failed_check_stops_the_cutover_before_anything_changes(world: W
     assert detail["reason"] == reason
     assert [c["override"] for c in detail["checks"] if c["name"] == "migration"] == [reason]
     assert phase == ("soaking",)
+    capsys.readouterr()
+    assert run(["rollout", "explain", world.tenant.slug, "--state-database-url", world.state.app_url,
+                "--schema", world.state.layout.schema]) == ExitStatus.OK
+    assert (f"cutover_started by test: v1 -> v2; preflight: health ok, tenant ok, migration OVERRIDDEN, shadow ok, "
+            f"nginx ok; override reason: {reason}") in capsys.readouterr().out
     # Repeating it is harmless.
     said.clear()
     assert await asyncio.to_thread(Cutover(world.request("v2"), say=said.append).run) is True
     assert "already declared on v2" in said[0]
 
 
-async def test_a_tenant_v2_does_not_know_and_a_router_that_never_confirms(world: World) -> None:
+async def test_a_tenant_v2_cannot_serve_and_a_router_that_never_confirms(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
     with psycopg.connect(world.stack.database.admin_url) as conn:
         conn.execute("UPDATE payments.tenants SET status = 'suspended' WHERE slug = %s", (world.tenant.slug,))
+    config = str(world.router.config_path)
+    assert run(["cutover", "nosuch", "--to", "v2", "--config", config]) == ExitStatus.USAGE
+    assert "no tenant 'nosuch'" in capsys.readouterr().err
+    cli = ["cutover", world.tenant.slug, "--to", "v2", "--config", config, "--no-nginx", "--preflight-only",
+           "--admin-url", world.stack.database.admin_url, "--owner-role", world.stack.database.layout.owner_role]
+    assert await asyncio.to_thread(run, cli) == ExitStatus.INVALID
+    out = capsys.readouterr().out
+    assert "[FAIL] tenant: tenant '" in out and "is suspended in v2" in out
+    assert "[FAIL] migration: cannot verify v1's orders in v2: pass --sqlite and --database-url" in out
     said: list[str] = []
     with pytest.raises(CutoverStopped, match="tenant"):
         await asyncio.to_thread(Cutover(world.request("v2"), say=said.append).run)
