@@ -4,7 +4,7 @@ To v2: preflight (v2 healthy for the tenant; the tenant present, active, with a 
 environment; v1's orders migrate clean; enough shadow comparisons matched; nginx renders and tests
 clean), then a final sync, v2's grace window for notifications of orders it does not know yet, the
 flip in the routing file (comments and formatting kept), every router confirming it serves v2, a
-catch-up sync for orders v1 took meanwhile, and the soak of the rollout decision.
+catch-up syncs for orders v1 took meanwhile (repeated until one changes nothing), and the soak of the rollout decision.
 
 To v1 (the way back): v1 healthy and nginx clean, then the flip and the routers' confirmation.
 Nothing needs copying back: orders created on v2 stay readable through the router (an order the
@@ -42,6 +42,8 @@ from controlplane.shadow.samples import STATE_SCHEMA
 
 CHECKS: Final = ("health", "tenant", "migration", "shadow", "nginx")
 NO_ROUTER_WAIT_S: Final = 2.5  # routers poll the file every 0.5 s; without their addresses, wait this long
+CATCH_UP_PASSES: Final = 10
+CATCH_UP_PAUSE_S: Final = 1.0  # lets notifications answered by v1 during a pass finish first
 
 
 class CutoverStopped(Exception):
@@ -240,14 +242,14 @@ class Cutover:
                                          "checks": [dataclasses.asdict(c) for c in checks]})
         clean = True
         if r.to == "v2":
-            clean &= self._sync("final sync")
+            clean &= self._sync("final sync")[0]
             self._grace_window()
         set_backend(r.config_path, r.slug, r.to)
         self.say(f"flipped: {r.config_path} now declares {r.slug} on {r.to} (comments and layout kept)")
         self._release_stale_locks()
         self._wait_for_routers()
         if r.to == "v2":
-            clean &= self._sync("catch-up sync")
+            clean &= self._catch_up()
             self._start_soak()
         else:
             self._end_rollout()
@@ -257,13 +259,30 @@ class Cutover:
         self._next_steps()
         return clean
 
-    def _sync(self, label: str) -> bool:
+    def _catch_up(self) -> bool:
+        """Sync until a pass changes nothing.
+
+        A pass reads v1, then writes v2. A notification for an order v1 took just before the flip
+        can reach v2 between the two (v2 does not know the order yet, v1 applies it): the order
+        lands in v2 with the status read before. The next pass, a moment later, carries the new
+        one; once a pass inserts and updates nothing, every order v1 took is in v2 and v2 applies
+        their notifications itself. (`migrate sqlite --follow` keeps running as the safety net.)"""
+        clean = True
+        for attempt in range(1, CATCH_UP_PASSES + 1):
+            clean, changed = self._sync(f"catch-up sync {attempt}")
+            if not changed or not clean:
+                break
+            time.sleep(CATCH_UP_PAUSE_S)
+        return clean
+
+    def _sync(self, label: str) -> tuple[bool, int]:
+        """(clean, rows inserted or updated)"""
         from controlplane.migrate_sqlite import migrate_sqlite
 
         r = self.request
         if r.sqlite is None or not r.database_url:
             self.say(f"{label}: skipped (no --sqlite/--database-url; the migration check was overridden)")
-            return True
+            return True, 0
         report = migrate_sqlite(r.sqlite, r.database_url, r.slug, r.layout.schema)
         self.say(f"{label}: {report.read} v1 orders, {report.inserted} inserted, {report.updated} updated, "
                  f"{report.kept_newer} newer on v2 kept, {len(report.bad)} bad, {len(report.differences)} different")
@@ -271,7 +290,7 @@ class Cutover:
             self.say(f"  bad row {order_id}: {why} (not migrated)")
         for order_id, what in report.differences:
             self.say(f"  difference {order_id}: {what}")
-        return report.clean and not report.bad
+        return report.clean and not report.bad, report.inserted + report.updated
 
     def _grace_window(self) -> None:
         from controlplane.db.tenants import TenantAdmin
