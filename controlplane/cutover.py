@@ -3,8 +3,9 @@
 To v2: preflight (v2 healthy for the tenant; the tenant present, active, with a key that fits its
 environment; v1's orders migrate clean; enough shadow comparisons matched; nginx renders and tests
 clean), then a final sync, v2's grace window for notifications of orders it does not know yet, the
-flip in the routing file (comments and formatting kept), every router confirming it serves v2, a
-catch-up syncs for orders v1 took meanwhile (repeated until one changes nothing), and the soak of the rollout decision.
+flip in the routing file (comments and formatting kept), every router confirming it serves v2,
+catch-up syncs for orders v1 took meanwhile (repeated until one changes nothing), and the soak of
+the rollout decision.
 
 To v1 (the way back): v1 healthy and nginx clean, then the flip and the routers' confirmation.
 Nothing needs copying back: orders created on v2 stay readable through the router (an order the
