@@ -238,8 +238,8 @@ def main() -> int:
             shadowed = workdir / "routing-shadow.yaml"
             shadowed.write_text(routing.read_text().replace("buatfilm: {backend: v1}",
                                                             "buatfilm: {backend: v1, shadow: {noise_sample_rate: 0}}"))
-            shadow_port = free_port()
-            shadow_router = start_router("router-shadow", shadowed, shadow_port, free_port())
+            shadow_port, shadow_admin = free_port(), free_port()
+            shadow_router = start_router("router-shadow", shadowed, shadow_port, shadow_admin)
         time.sleep(1.0)  # let every worker finish starting
 
         results: list[Result] = []
@@ -255,10 +255,23 @@ def main() -> int:
                 results.append(measure("shadow", f"http://127.0.0.1:{shadow_port}/orders/ORDER-1/status",
                                        connections, ns.duration, shadow_router.process.pid))
         report(results, upstream_kind, ns)
+        if shadow_router is not None:
+            print(f"\nshadow copies (whole run, warm-ups included): {shadow_outcomes(shadow_admin)}")
         return 0
     finally:
         group.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def shadow_outcomes(admin_port: int) -> str:
+    """What became of the copies: sent (answered and compared), dropped, error, timeout."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    counts = {m.group(1): float(m.group(2)) for m in re.finditer(
+        r'^dualstack_shadow_requests_total\{[^}]*result="(\w+)"[^}]*\} (\S+)$', text, re.M)}
+    return ", ".join(f"{k} {v:,.0f}" for k, v in sorted(counts.items())) or "none recorded"
 
 
 def report(results: list[Result], upstream_kind: str, ns: argparse.Namespace) -> None:

@@ -177,8 +177,7 @@ def create_apps(
 
     state = RouterState(ConfigFile(config_path), metrics, on_swap=on_swap)
     store = ShadowStore(state_database_url, state_schema) if state_database_url else None
-    mirror = Mirror(state.table.config.shadow_limits, pools, metrics,
-                    TaskPool("shadow", limit=state.table.config.shadow_limits.concurrency), store)
+    mirror = Mirror(state.table.config.shadow_limits, metrics, store)
 
     app = web.Application(handler_args={"max_field_size": 16384})
     app[keys.STATE] = state
@@ -190,7 +189,6 @@ def create_apps(
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         tasks.spawn(state.watch(reload_interval_s), name="config-watch")
-        mirror.start()
         if store is not None:
             await store.open()
             tasks.spawn(store.run(), name="shadow-store")

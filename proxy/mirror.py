@@ -2,14 +2,14 @@
 
 The primary is never delayed, altered or failed by this: the decision to mirror is made on the
 request path in a few microseconds, the copy is queued without waiting (a full queue drops it and
-counts why), and a fixed number of owned workers send copies with a timeout. Writes and webhooks
+counts why), and copies leave in batches over pipelined connections with a timeout, their answers
+compared in callbacks (proxy/pipeline.py): no task per copy. Writes and webhooks
 are mirrored only to v2, which runs them dry (the shadow marker). For safe requests, a sample is
 also sent to the primary a second time: paths that differ primary-vs-primary are noise.
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import logging
 import random
@@ -19,16 +19,13 @@ from typing import Final
 
 from controlplane.config.model import RouteClass, ShadowLimits, ShadowSpec, UpstreamSpec
 from controlplane.shadow.compare import Difference, Normalisation, compare, endpoint_template
-from proxy.forward import UpstreamPools, exchange
 from proxy.metrics import ProxyMetrics
+from proxy.pipeline import ShadowChannel
 from proxy.routing import Route
 from proxy.shadow_store import ShadowStore
-from proxy.tasks import TaskPool
-from proxy.upstream import UpstreamError
 
 log = logging.getLogger(__name__)
 
-MAX_SHADOW_RESPONSE_BYTES: Final = 1024 * 1024
 MAX_ENDPOINTS_PER_TENANT: Final = 50  # keeps the endpoint label bounded whatever paths clients send
 RECENT_MISMATCHES: Final = 200
 
@@ -54,6 +51,8 @@ def skip_reason(route: Route, method: str, path: str, body_length: int | None, h
     kind = route_class(method, path)
     if kind == "admin":
         return "admin"
+    if method == "HEAD":
+        return "head"  # its answer cannot be framed on a pipelined connection (proxy/pipeline.py)
     if kind == "webhook" and route.webhooks_to_both:
         return "delivered_to_both"  # the other backend applies it for real (proxy/handover.py)
     if kind not in spec.routes:
@@ -92,28 +91,21 @@ class Mismatch:
 
 
 class Mirror:
-    def __init__(self, limits: ShadowLimits, pools: UpstreamPools, metrics: ProxyMetrics, tasks: TaskPool,
-                 store: ShadowStore | None = None) -> None:
+    def __init__(self, limits: ShadowLimits, metrics: ProxyMetrics, store: ShadowStore | None = None) -> None:
         self._limits = limits
         self._store = store
-        self._pools = pools
         self._metrics = metrics
-        self._queue: asyncio.Queue[ShadowJob] = asyncio.Queue(maxsize=limits.queue_size)
-        self._tasks = tasks
-        self._started = False
+        self._channels: dict[UpstreamSpec, ShadowChannel] = {}
+        self._rules: dict[ShadowSpec, Normalisation] = {}
         self._endpoints: dict[str, set[str]] = collections.defaultdict(set)
         # (tenant, endpoint) -> JSON paths seen differing between two answers of the primary
         self.noise: dict[tuple[str, str], set[str]] = collections.defaultdict(set)
         self.recent: collections.deque[Mismatch] = collections.deque(maxlen=RECENT_MISMATCHES)
 
-    def start(self) -> None:
-        if not self._started:
-            self._started = True
-            for n in range(self._limits.concurrency):
-                self._tasks.spawn(self._work(), name=f"shadow-{n}")
-
     async def close(self) -> None:
-        await self._tasks.close(timeout_s=0)
+        channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
+            channel.close()
 
     def endpoint(self, tenant: str, method: str, path: str) -> str:
         template = endpoint_template(method, path)
@@ -123,62 +115,65 @@ class Mirror:
             return template
         return "other"
 
+    def _channel(self, spec: UpstreamSpec) -> ShadowChannel:
+        channel = self._channels.get(spec)
+        if channel is None:
+            channel = self._channels[spec] = ShadowChannel(spec, self._limits)
+        return channel
+
     def offer(self, job: ShadowJob) -> None:
         """Queue a copy without waiting; a full queue drops it (counted)."""
-        try:
-            self._queue.put_nowait(job)
-        except asyncio.QueueFull:
+        assert job.route.shadow_upstream is not None
+        if not self._channel(job.route.shadow_upstream).offer(
+                job.shadow_head, job.body, lambda status, body, outcome: self._shadow_answered(job, status, body,
+                                                                                               outcome)):
             self._metrics.shadow_dropped(job.route.tenant, "queue_full")
 
-    async def _work(self) -> None:
-        while True:
-            job = await self._queue.get()
-            try:
-                await self._run(job)
-            except Exception:
-                log.exception("shadow comparison for %s %s failed", job.route.tenant, job.endpoint)
-
-    async def _send(self, job: ShadowJob, head: bytes, upstream: UpstreamSpec) -> tuple[int, bytes, float]:
-        pool = self._pools.pool_for(upstream)
-        started = time.perf_counter()
-        answer = await asyncio.wait_for(exchange(pool, head, job.body, max_body_bytes=MAX_SHADOW_RESPONSE_BYTES),
-                                        self._limits.timeout_s)
-        return answer.status, answer.body, time.perf_counter() - started
-
-    async def _run(self, job: ShadowJob) -> None:
-        tenant, spec = job.route.tenant, job.route.shadow
-        assert spec is not None and job.route.shadow_upstream is not None
-        try:
-            status, body, elapsed = await self._send(job, job.shadow_head, job.route.shadow_upstream)
-        except TimeoutError:
-            self._metrics.shadow_request(tenant, "timeout")
-            return
-        except (UpstreamError, OSError):
-            self._metrics.shadow_request(tenant, "error")
+    def _shadow_answered(self, job: ShadowJob, status: int, body: bytes, outcome: float | str) -> None:
+        tenant = job.route.tenant
+        if isinstance(outcome, str):
+            self._metrics.shadow_request(tenant, outcome)  # timeout | error
             return
         self._metrics.shadow_request(tenant, "sent")
-        self._metrics.shadow_latency(tenant, job.primary_elapsed_s, elapsed)
-        rules = _rules(spec)
-        if job.learn_noise:
-            await self._learn_noise(job, rules)
-        comparison = compare(job.primary_status, job.primary_body, status, body, rules)
-        noise = self.noise.get((tenant, job.endpoint), set())
-        real = tuple(d for d in comparison.differences if d.path not in noise)
-        result = "match" if comparison.matches else ("noise" if not real else "mismatch")
+        self._metrics.shadow_latency(tenant, job.primary_elapsed_s, outcome)
+        if job.learn_noise and self._channel(job.route.upstream).offer(
+                job.primary_head, job.body,
+                lambda again_status, again_body, again: self._primary_again(job, status, body, outcome,
+                                                                            again_status, again_body, again)):
+            return  # compared once the primary has answered a second time
+        self._compare(job, status, body, outcome)
+
+    def _primary_again(self, job: ShadowJob, status: int, body: bytes, elapsed: float, again_status: int,
+                       again_body: bytes, again: float | str) -> None:
+        if not isinstance(again, str):
+            repeat = compare(job.primary_status, job.primary_body, again_status, again_body, self._rules_for(job))
+            if repeat.differences:
+                self.noise[(job.route.tenant, job.endpoint)].update(d.path for d in repeat.differences)
+        self._compare(job, status, body, elapsed)
+
+    def _rules_for(self, job: ShadowJob) -> Normalisation:
+        spec = job.route.shadow
+        assert spec is not None
+        rules = self._rules.get(spec)
+        if rules is None:
+            rules = self._rules[spec] = _rules(spec)
+        return rules
+
+    def _compare(self, job: ShadowJob, status: int, body: bytes, elapsed: float) -> None:
+        tenant = job.route.tenant
+        comparison = compare(job.primary_status, job.primary_body, status, body, self._rules_for(job))
+        real: tuple[Difference, ...] = ()
+        if comparison.matches:
+            result = "match"
+        else:
+            noise = self.noise.get((tenant, job.endpoint), set())
+            real = tuple(d for d in comparison.differences if d.path not in noise)
+            result = "mismatch" if real else "noise"
         self._metrics.shadow_comparison(tenant, job.endpoint, result)
         if real:
             self.recent.append(Mismatch(tenant, job.endpoint, job.request_id, real, time.time()))
         if self._store is not None:
             self._store.record(tenant, job.endpoint, result, job.primary_elapsed_s, elapsed, real, job.request_id)
-
-    async def _learn_noise(self, job: ShadowJob, rules: Normalisation) -> None:
-        try:
-            status, body, _ = await self._send(job, job.primary_head, job.route.upstream)
-        except (TimeoutError, UpstreamError, OSError):
-            return
-        again = compare(job.primary_status, job.primary_body, status, body, rules)
-        if again.differences:
-            self.noise[(job.route.tenant, job.endpoint)].update(d.path for d in again.differences)
 
 
 def _rules(spec: ShadowSpec) -> Normalisation:

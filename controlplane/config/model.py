@@ -66,7 +66,7 @@ class ShadowSpec:
 
 @dataclass(frozen=True, slots=True)
 class ShadowLimits:
-    """Router-wide bounds on shadow work: it may never slow the primary."""
+    """Bounds on shadow work, per router worker and shadow backend: it may never slow the primary."""
 
     queue_size: int = 1000
     concurrency: int = 32

@@ -1,0 +1,268 @@
+"""Shadow copies to one backend over a few pipelined HTTP/1.1 connections, driven by callbacks.
+
+A shadow copy is the router's own extra work, so it is made as cheap as the protocol allows: the
+copies queued while the event loop handles one batch of client requests leave in one write on one
+connection (HTTP/1.1 pipelining), answers are parsed in order by httptools as they arrive, and
+each completed answer is handed to a callback. No task, future or timer exists per copy.
+
+Bounds: at most `queue_size` copies wait to be sent (more are refused, and the caller counts the
+drop), at most `concurrency` are in flight, each connection carries at most DEPTH at once and
+MAX_REQUESTS_PER_CONNECTION in all. A connection whose oldest copy has waited `timeout_s` is
+closed and its copies fail as timeouts; a backend that closes a connection fails the copies it had
+not answered (never re-sent: it may have run them), except after an answer that announced the close,
+when the copies behind it were never read and go back to the queue. Idle connections are closed
+after IDLE_TIMEOUT_S, before a backend's own keep-alive timeout can race a new batch.
+
+Only requests whose answer the parser can frame alone are pipelined: not HEAD (its answer has
+headers for a body that never comes); the mirror never sends HEAD here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, cast
+from urllib.parse import urlsplit
+
+import httptools
+
+from controlplane.config.model import ShadowLimits, UpstreamSpec
+from proxy.upstream import IDLE_TIMEOUT_S
+
+log = logging.getLogger(__name__)
+
+DEPTH: Final = 16
+MAX_REQUESTS_PER_CONNECTION: Final = 500  # under nginx's keepalive_requests default (1000)
+MAX_ANSWER_BYTES: Final = 1024 * 1024
+
+# Called with (status, body, seconds from send to answer), or on failure (0, b"", kind) with kind
+# "timeout" or "error".
+Done = Callable[[int, bytes, float | str], None]
+
+
+@dataclass(slots=True)
+class Copy:
+    head: bytes
+    body: bytes | None
+    done: Done
+    sent_at: float = 0.0
+
+
+class PipelinedConnection(asyncio.Protocol):
+    def __init__(self, channel: ShadowChannel) -> None:
+        self.channel = channel
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.inflight: collections.deque[Copy] = collections.deque()
+        self.sent = 0
+        self.retiring = False
+        self.closed = False
+        self.timed_out = False
+        self.idle_since = time.monotonic()
+        self._status = 0
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._informational = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def send(self, copies: list[Copy]) -> None:
+        assert self.transport is not None
+        now = time.monotonic()
+        parts = []
+        for copy in copies:
+            copy.sent_at = now
+            parts.append(copy.head)
+            if copy.body:
+                parts.append(copy.body)
+        self.inflight.extend(copies)
+        self.sent += len(copies)
+        if self.sent >= MAX_REQUESTS_PER_CONNECTION:
+            self.retiring = True
+        self.transport.write(b"".join(parts))
+
+    def data_received(self, data: bytes) -> None:
+        if not self.inflight:
+            self.abort()  # bytes nobody asked for: the connection cannot be trusted
+            return
+        try:
+            self.parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            self.abort()
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        self._informational = 100 <= status < 200
+        if not self._informational:
+            self._status = status
+
+    def on_body(self, body: bytes) -> None:
+        self._size += len(body)
+        if self._size > MAX_ANSWER_BYTES:
+            self.abort()
+            return
+        self._chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._informational:
+            self._informational = False
+            return
+        copy = self.inflight.popleft()
+        status, body = self._status, b"".join(self._chunks)
+        self._status, self._chunks, self._size = 0, [], 0
+        if not self.parser.should_keep_alive():
+            self.retiring = True
+            # The backend announced the close: what was sent behind this answer was never read.
+            self.channel.requeue(self.inflight)
+            self.inflight = collections.deque()
+        if not self.inflight:
+            self.idle_since = time.monotonic()
+        self.channel.answered(copy, status, body)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        failed, self.inflight = self.inflight, collections.deque()
+        self.channel.lost(self, failed)
+
+    def abort(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
+
+
+class ShadowChannel:
+    """Every shadow copy to one backend."""
+
+    def __init__(self, spec: UpstreamSpec, limits: ShadowLimits) -> None:
+        self.spec = spec
+        self.limits = limits
+        self.loop = asyncio.get_running_loop()
+        parts = urlsplit(spec.url)
+        self._host, self._port = parts.hostname or "", parts.port or 80
+        self._pending: collections.deque[Copy] = collections.deque()
+        self._conns: list[PipelinedConnection] = []
+        self._connecting: asyncio.Task[None] | None = None
+        self._inflight = 0
+        self._flush_scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
+        self._max_connections = max(1, -(-limits.concurrency // DEPTH))
+
+    def offer(self, head: bytes, body: bytes | None, done: Done) -> bool:
+        """Queue a copy; False (nothing queued) when the queue is full or the channel closed."""
+        if self._closed or len(self._pending) >= self.limits.queue_size:
+            return False
+        self._pending.append(Copy(head, body, done))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)  # after this loop pass: one write for its whole batch
+        return True
+
+    def requeue(self, copies: collections.deque[Copy]) -> None:
+        self._inflight -= len(copies)
+        self._pending.extendleft(reversed(copies))
+        self._schedule_flush()
+
+    def answered(self, copy: Copy, status: int, body: bytes) -> None:
+        self._inflight -= 1
+        self._deliver(copy, status, body, time.monotonic() - copy.sent_at)
+        self._schedule_flush()
+
+    def lost(self, conn: PipelinedConnection, failed: collections.deque[Copy]) -> None:
+        if conn in self._conns:
+            self._conns.remove(conn)
+        self._inflight -= len(failed)
+        kind = "timeout" if conn.timed_out else "error"
+        for copy in failed:
+            self._deliver(copy, 0, b"", kind)
+        self._schedule_flush()
+
+    def _deliver(self, copy: Copy, status: int, body: bytes, outcome: float | str) -> None:
+        try:
+            copy.done(status, body, outcome)
+        except Exception:
+            log.exception("shadow comparison failed")
+
+    def _schedule_flush(self) -> None:
+        if self._pending and not self._flush_scheduled and not self._closed:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        now = time.monotonic()
+        while self._pending and self._inflight < self.limits.concurrency:
+            conn = self._usable(now)
+            if conn is None:
+                if len(self._conns) < self._max_connections and self._connecting is None:
+                    self._connecting = self.loop.create_task(self._connect())
+                return
+            room = min(DEPTH - len(conn.inflight), self.limits.concurrency - self._inflight,
+                       MAX_REQUESTS_PER_CONNECTION - conn.sent)
+            batch = [self._pending.popleft() for _ in range(min(room, len(self._pending)))]
+            self._inflight += len(batch)
+            conn.send(batch)
+        if self._inflight and self._timer is None:
+            self._timer = self.loop.call_later(min(self.limits.timeout_s, 0.5), self._check_timeouts)
+
+    def _usable(self, now: float) -> PipelinedConnection | None:
+        best = None
+        for conn in list(self._conns):
+            if conn.closed or conn.retiring:
+                if not conn.inflight:
+                    self._conns.remove(conn)
+                    conn.abort()
+                continue
+            if not conn.inflight and now - conn.idle_since > IDLE_TIMEOUT_S:
+                self._conns.remove(conn)  # the backend may be closing it right now
+                conn.abort()
+                continue
+            if len(conn.inflight) < DEPTH and (best is None or len(conn.inflight) < len(best.inflight)):
+                best = conn
+        return best
+
+    async def _connect(self) -> None:
+        try:
+            _, conn = await asyncio.wait_for(
+                self.loop.create_connection(lambda: PipelinedConnection(self), self._host, self._port),
+                self.spec.connect_timeout_s)
+        except (OSError, TimeoutError):
+            # Nothing can be sent: what waits fails now rather than ageing in the queue.
+            failed, self._pending = self._pending, collections.deque()
+            for copy in failed:
+                self._deliver(copy, 0, b"", "error")
+            return
+        finally:
+            self._connecting = None
+        if self._closed:
+            conn.abort()
+            return
+        self._conns.append(conn)
+        self._flush()
+
+    def _check_timeouts(self) -> None:
+        self._timer = None
+        now = time.monotonic()
+        for conn in list(self._conns):
+            if conn.inflight and now - conn.inflight[0].sent_at > self.limits.timeout_s:
+                conn.timed_out = True
+                conn.abort()
+        if self._inflight:
+            self._timer = self.loop.call_later(min(self.limits.timeout_s, 0.5), self._check_timeouts)
+
+    def close(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._connecting is not None:
+            self._connecting.cancel()
+        for conn in self._conns:
+            conn.abort()
+        self._pending.clear()
