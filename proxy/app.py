@@ -173,7 +173,9 @@ def create_apps(
     pools = UpstreamPools(tasks)
 
     def on_swap(table: RoutingTable) -> None:
-        pools.keep_only(set(table.config.upstreams.values()))
+        upstreams = set(table.config.upstreams.values())
+        pools.keep_only(upstreams)
+        mirror.reconfigure(table.config.shadow_limits, upstreams)  # created below; swaps come later
 
     state = RouterState(ConfigFile(config_path), metrics, on_swap=on_swap)
     store = ShadowStore(state_database_url, state_schema) if state_database_url else None

@@ -102,6 +102,16 @@ class Mirror:
         self.noise: dict[tuple[str, str], set[str]] = collections.defaultdict(set)
         self.recent: collections.deque[Mismatch] = collections.deque(maxlen=RECENT_MISMATCHES)
 
+    def reconfigure(self, limits: ShadowLimits, upstreams: set[UpstreamSpec]) -> None:
+        """After a reload: the new bounds apply at once; channels to backends now gone retire."""
+        self._limits = limits
+        for spec, channel in list(self._channels.items()):
+            if spec in upstreams:
+                channel.configure(limits)
+            else:
+                del self._channels[spec]
+                channel.retire()
+
     async def close(self) -> None:
         channels, self._channels = list(self._channels.values()), {}
         for channel in channels:

@@ -142,7 +142,6 @@ class ShadowChannel:
 
     def __init__(self, spec: UpstreamSpec, limits: ShadowLimits) -> None:
         self.spec = spec
-        self.limits = limits
         self.loop = asyncio.get_running_loop()
         parts = urlsplit(spec.url)
         self._host, self._port = parts.hostname or "", parts.port or 80
@@ -153,7 +152,18 @@ class ShadowChannel:
         self._flush_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
+        self.configure(limits)
+
+    def configure(self, limits: ShadowLimits) -> None:
+        """New bounds from a reloaded routing file; copies already queued or in flight keep going."""
+        self.limits = limits
         self._max_connections = max(1, -(-limits.concurrency // DEPTH))
+
+    def retire(self) -> None:
+        """The backend left the routing file: take no more copies, close once the last can be answered."""
+        self._closed = True
+        self._pending.clear()
+        self.loop.call_later(self.limits.timeout_s, self.close)
 
     def offer(self, head: bytes, body: bytes | None, done: Done) -> bool:
         """Queue a copy; False (nothing queued) when the queue is full or the channel closed."""

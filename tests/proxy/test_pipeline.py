@@ -76,3 +76,29 @@ async def test_head_requests_are_not_mirrored(aiohttp_server: Any, make_router: 
             f"{router.url}/orders/O1/status", headers={"Host": "shop.agentbar.ai"}) as response:
         assert response.status == 200
     assert router.sample("dualstack_shadow_skipped_total", tenant="shop", reason="head") == 1
+
+
+async def test_shadow_bounds_follow_a_reloaded_routing_file(aiohttp_server: Any, make_router: RouterFactory) -> None:
+    gate = asyncio.Event()
+
+    async def hung(request: web.Request) -> web.Response:
+        await gate.wait()
+        return web.json_response({"success": True, "order": {"id": request.match_info["id"]}})
+
+    shadow = web.Application()
+    shadow.router.add_get("/orders/{id}/status", hung)
+    v1, v2 = await start(aiohttp_server, order_app(), shadow)
+    tight = "shadow: {queue_size: 1, concurrency: 1, timeout_s: 30}"
+    router = await make_router(config(v1, v2, "{noise_sample_rate: 0}", limits=tight))
+    assert await burst(router.url, 20) == [200] * 20
+    dropped = router.sample("dualstack_shadow_dropped_total", tenant="shop", reason="queue_full")
+    assert dropped >= 18  # one in flight, one waiting
+    generation = router.sample("dualstack_config_generation")
+    router.config_path.write_text(config(v1, v2, "{noise_sample_rate: 0}",
+                                         limits="shadow: {queue_size: 100, concurrency: 1, timeout_s: 30}"))
+    await wait_until(lambda: router.sample("dualstack_config_generation") > generation)
+    assert await burst(router.url, 20) == [200] * 20
+    assert router.sample("dualstack_shadow_dropped_total", tenant="shop", reason="queue_full") == dropped
+    gate.set()
+    await wait_until(lambda: router.sample("dualstack_shadow_requests_total", tenant="shop", result="sent")
+                     == 40 - dropped)
