@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 DEPTH: Final = 16
 MAX_REQUESTS_PER_CONNECTION: Final = 500  # under nginx's keepalive_requests default (1000)
 MAX_ANSWER_BYTES: Final = 1024 * 1024
+RETRY_CONNECT_S: Final = 1.0  # after a refused connection, copies fail at once for this long
 
 # Called with (status, body, seconds from send to answer), or on failure (0, b"", kind) with kind
 # "timeout" or "error".
@@ -152,6 +153,7 @@ class ShadowChannel:
         self._flush_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
+        self._down_until = 0.0
         self.configure(limits)
 
     def configure(self, limits: ShadowLimits) -> None:
@@ -169,6 +171,9 @@ class ShadowChannel:
         """Queue a copy; False (nothing queued) when the queue is full or the channel closed."""
         if self._closed or len(self._pending) >= self.limits.queue_size:
             return False
+        if self._down_until and time.monotonic() < self._down_until:
+            self._deliver(Copy(head, body, done), 0, b"", "error")  # refused a moment ago: no new attempt yet
+            return True
         self._pending.append(Copy(head, body, done))
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -244,7 +249,9 @@ class ShadowChannel:
                 self.loop.create_connection(lambda: PipelinedConnection(self), self._host, self._port),
                 self.spec.connect_timeout_s)
         except (OSError, TimeoutError):
-            # Nothing can be sent: what waits fails now rather than ageing in the queue.
+            # Nothing can be sent: what waits fails now rather than ageing in the queue, and for a
+            # moment new copies fail at once instead of each costing a connection attempt.
+            self._down_until = time.monotonic() + RETRY_CONNECT_S
             failed, self._pending = self._pending, collections.deque()
             for copy in failed:
                 self._deliver(copy, 0, b"", "error")
