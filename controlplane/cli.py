@@ -27,7 +27,7 @@ from controlplane.commands.rollout import (
 )
 from controlplane.commands.shadow import cmd_shadow_report
 from controlplane.config import ConfigError, load_config
-from controlplane.cutover import CutoverStopped
+from controlplane.cutover import CHECKS, CutoverStopped
 from controlplane.db.migrate import MigrationError
 from controlplane.db.tenants import TenantError
 from controlplane.errors import EnvironmentProblem, ExitStatus, UsageProblem
@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-database-url", help="shadow results, rollouts and the cutover record "
                    "(default: $DUALSTACK_STATE_DATABASE_URL)")
     p.add_argument("--state-schema", default=STATE_SCHEMA)
-    p.add_argument("--override", action="append", choices=["health", "tenant", "migration", "shadow", "nginx"],
+    p.add_argument("--override", action="append", choices=list(CHECKS),
                    help="go on although this check failed (repeatable; needs --reason, which is recorded)")
     p.add_argument("--reason", help="why the overrides are acceptable (recorded with the cutover)")
     p.add_argument("--no-nginx", action="store_true", help="skip the nginx check (no nginx in front of the router)")

@@ -41,7 +41,7 @@ from controlplane.db.layout import DatabaseLayout
 from controlplane.errors import UsageProblem
 from controlplane.shadow.samples import STATE_SCHEMA
 
-CHECKS: Final = ("health", "tenant", "migration", "shadow", "nginx")
+CHECKS: Final = ("health", "tenant", "migration", "shadow", "handover", "nginx")
 NO_ROUTER_WAIT_S: Final = 2.5  # routers poll the file every 0.5 s; without their addresses, wait this long
 CATCH_UP_PASSES: Final = 10
 CATCH_UP_PAUSE_S: Final = 1.0  # lets notifications answered by v1 during a pass finish first
@@ -122,7 +122,7 @@ class Cutover:
         r = self.request
         checks = [self._health()]
         if r.to == "v2":
-            checks += [self._tenant(), self._migration(), self._shadow()]
+            checks += [self._tenant(), self._migration(), self._shadow(), self._handover()]
         checks.append(self._nginx())
         for check in checks:
             if not check.ok and check.name in r.overrides:
@@ -201,6 +201,15 @@ class Cutover:
         detail = (f"{rate:.2%} matched (95% CI {low:.2%}-{high:.2%}) over {total} comparisons in the last "
                   f"{hours:g} h; required {policy.min_match_rate:.2%}")
         return Check("shadow", rate >= policy.min_match_rate, detail)
+
+    def _handover(self) -> Check:
+        slug = self.request.slug
+        if slug in self.config.v1_tenants:
+            return Check("handover", True, f"v1 holds {slug}'s orders (upstreams.v1.tenants): the router reads them "
+                                           "there, and copies their notifications to it, after the flip")
+        return Check("handover", False, f"{slug} is not in upstreams.v1.tenants: after the flip, orders v1 took "
+                                        "just before it could not be read through the router. Add it (v1's "
+                                        "database holds its orders)")
 
     def _nginx(self) -> Check:
         from controlplane.render.apply import NginxFailure, check

@@ -31,7 +31,7 @@ DEMO_ROUTING = """\
 # router picks it up within 2 seconds. Break it on purpose, and the router keeps the last good
 # version and says what is wrong (see the router's log, and /routes on the admin port).
 upstreams:
-  v1: {{url: "http://127.0.0.1:{v1}"}}
+  v1: {{url: "http://127.0.0.1:{v1}", tenants: [buatfilm]}}   # the legacy API holds buatfilm's orders
   v2: {{url: "http://127.0.0.1:{v2}"}}
 base_domain: agentbar.ai
 platform_subdomains: [funnel, funnelstaging, www, admin]

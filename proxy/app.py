@@ -99,7 +99,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
         instead = await copy.settle(response) if copy is not None else None
         if instead is not None:
             backend, response, capture = route.other_backend, instead, None
-        elif response.status == 404 and not response.prepared and is_order_read(request.method, request.path):
+        elif response.status == 404 and route.other_upstream is not None and not response.prepared \
+                and is_order_read(request.method, request.path):
             elsewhere = await order_elsewhere(app[keys.POOLS], metrics, route, head, request_id)
             if elsewhere is not None:
                 backend, response, capture = route.other_backend, elsewhere, None

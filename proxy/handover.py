@@ -2,7 +2,10 @@
 
 A flip is not atomic for payments in flight. An order created on v1 a second before a tenant moves
 to v2 is polled and notified after it, and orders created on v2 during a soak still exist only on
-v2 after a rollback. Two rules in the router cover both directions:
+v2 after a rollback. Two rules in the router cover both directions, for a tenant whose orders the
+other backend holds: v2 always (it keeps tenants apart by itself), v1 only for the tenants listed
+in `upstreams.v1.tenants` (v1 is single-tenant: asking it for another tenant's order would answer
+with its own tenant's data).
 
 - Order status reads: when the serving backend answers 404 for `GET /orders/{id}/status`, the other
   backend is asked, and its answer is used if it knows the order. Only 404s cost a second request.

@@ -21,8 +21,9 @@ class Route:
     shadow_upstream: UpstreamSpec | None = None
     declared_backend: Backend | None = None  # what the routing file says, when a lock overrides it
     override_reason: str | None = None
-    # The other backend: asked for an order the serving one does not know (a cutover leaves orders
-    # on both), and sent the tenant's Midtrans notifications too when `webhooks_to_both`.
+    # The other backend, when it holds this tenant's orders (v2 always; v1 for `upstreams.v1.tenants`):
+    # asked for an order the serving one does not know (a cutover leaves orders on both), and sent
+    # the tenant's Midtrans notifications too when `webhooks_to_both`.
     other_backend: Backend = "v2"
     other_upstream: UpstreamSpec | None = None
     webhooks_to_both: bool = True
@@ -50,8 +51,9 @@ class RoutingTable:
             mirrored = tenant.shadow is not None
             self.routes[slug] = Route(slug, backend, config.upstreams[backend], tenant.shadow,
                                       other if mirrored else None, config.upstreams[other] if mirrored else None,
-                                      tenant.backend if reason else None, reason, other, config.upstreams[other],
-                                      tenant.webhooks == "both")
+                                      tenant.backend if reason else None, reason, other,
+                                      config.upstreams[other] if other == "v2" or slug in config.v1_tenants
+                                      else None, tenant.webhooks == "both")
 
     def with_locks(self, locks: Mapping[str, Lock]) -> RoutingTable:
         return RoutingTable(self.config, self.generation, locks)

@@ -158,6 +158,9 @@ class RoutingConfig:
     shadow_limits: ShadowLimits = field(default_factory=ShadowLimits)
     rollout: RolloutPolicy = field(default_factory=RolloutPolicy)
     cutover: CutoverPolicy = field(default_factory=CutoverPolicy)
+    # Whose orders v1's database holds (v1 is single-tenant): only these tenants' order reads may be
+    # answered by v1, and only their notifications are copied to it, while they are on v2.
+    v1_tenants: frozenset[str] = frozenset()
     source: str = "<memory>"
     digest: str = ""
     # host (lower case, no port) -> slug, for the explicit `hosts` entries only

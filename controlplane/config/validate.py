@@ -34,7 +34,7 @@ from controlplane.config.sections import (
 
 TOP_KEYS: Final = {"upstreams", "base_domain", "platform_subdomains", "trusted_proxies", "tenants", "nginx", "shadow",
                    "rollout", "cutover"}
-UPSTREAM_KEYS: Final = {"url", "connect_timeout_s", "read_timeout_s", "pool_size"}
+UPSTREAM_KEYS: Final = {"url", "connect_timeout_s", "read_timeout_s", "pool_size", "tenants"}
 TENANT_KEYS: Final = {"backend", "hosts", "via", "shadow", "rollout", "webhooks"}
 # The routing file says soak_hours; the policy keeps seconds.
 def _upstream(c: Collector, name: Backend, value: Any, path: Path_) -> UpstreamSpec | None:
@@ -56,6 +56,20 @@ def _upstream(c: Collector, name: Backend, value: Any, path: Path_) -> UpstreamS
     if url is None:
         return None
     return UpstreamSpec(name=name, url=url, **kwargs)
+
+
+def _v1_tenants(c: Collector, raw: dict[str, Any], tenants: dict[str, TenantSpec]) -> frozenset[str]:
+    """`upstreams.v1.tenants`: whose orders v1's database holds (v1 is single-tenant)."""
+    if isinstance(raw.get("v2"), dict) and "tenants" in raw["v2"]:
+        c.add(("upstreams", "v2", "tenants"), "v2 is multi-tenant: it keeps each tenant's orders apart by itself")
+    if not isinstance(raw.get("v1"), dict) or "tenants" not in raw["v1"]:
+        return frozenset()
+    found = set()
+    for path, slug in c.string_list(raw["v1"]["tenants"], ("upstreams", "v1", "tenants")):
+        if slug not in tenants:
+            c.add(path, f"'{slug}' is not a tenant of this file")
+        found.add(slug)
+    return frozenset(found)
 
 
 def _network(c: Collector, text: str, path: Path_) -> IPNetwork | None:
@@ -107,6 +121,7 @@ def build_config(doc: LoadedDocument, digest: str = "") -> RoutingConfig:
             trusted.append(network)
 
     tenants = _tenants(c, data.get("tenants"), base_domain, platform)
+    v1_tenants = _v1_tenants(c, raw_upstreams, tenants) if isinstance(raw_upstreams, dict) else frozenset()
     nginx = nginx_section(c, data["nginx"]) if "nginx" in data else NginxSpec()
     limits = shadow_limits_section(c, data["shadow"]) if "shadow" in data else ShadowLimits()
     rollout = rollout_section(c, data["rollout"]) if "rollout" in data else RolloutPolicy()
@@ -123,6 +138,7 @@ def build_config(doc: LoadedDocument, digest: str = "") -> RoutingConfig:
         shadow_limits=limits,
         rollout=rollout,
         cutover=cutover,
+        v1_tenants=v1_tenants,
         source=doc.source,
         digest=digest,
     )

@@ -65,7 +65,7 @@ async def world(stack: Stack, state: Database, aiohttp_server: Any, make_router:
     router = await make_router(textwrap.dedent(f"""\
         # the routing file ops edit; the cutover keeps this comment
         upstreams:
-          v1: {{url: "{str(v1.make_url("")).rstrip("/")}"}}
+          v1: {{url: "{str(v1.make_url("")).rstrip("/")}", tenants: [{tenant.slug}]}}
           v2: {{url: "{stack.url}"}}
         base_domain: agentbar.ai
         cutover: {{min_comparisons: 0, router_wait_s: 10}}
@@ -240,7 +240,7 @@ async def test_a_failed_check_stops_the_cutover_before_anything_changes(world: W
     assert run(["rollout", "explain", world.tenant.slug, "--state-database-url", world.state.app_url,
                 "--schema", world.state.layout.schema]) == ExitStatus.OK
     assert (f"cutover_started by test: v1 -> v2; preflight: health ok, tenant ok, migration OVERRIDDEN, shadow ok, "
-            f"nginx ok; override reason: {reason}") in capsys.readouterr().out
+            f"handover ok, nginx ok; override reason: {reason}") in capsys.readouterr().out
     # Repeating it is harmless.
     said.clear()
     assert await asyncio.to_thread(Cutover(world.request("v2"), say=said.append).run) is True

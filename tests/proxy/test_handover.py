@@ -57,8 +57,11 @@ async def backends(aiohttp_server: Any) -> dict[str, tuple[Backend, str]]:
 
 
 async def _router(make_router: RouterFactory, backends: dict[str, tuple[Backend, str]], tenant: str,
-                  timeouts: str = "") -> Any:
-    return await make_router(routing_yaml(backends["v1"][1], backends["v2"][1], tenant, timeouts=timeouts))
+                  timeouts: str = "", v1_tenants: str | None = None) -> Any:
+    yaml = routing_yaml(backends["v1"][1], backends["v2"][1], tenant, timeouts=timeouts)
+    if v1_tenants is not None:  # whose orders v1 holds
+        yaml = yaml.replace(f'v1: {{url: "{backends["v1"][1]}"', f'v1: {{url: "{backends["v1"][1]}", tenants: {v1_tenants}', 1)
+    return await make_router(yaml)
 
 
 HOST = {"Host": "shop.agentbar.ai"}
@@ -124,7 +127,7 @@ async def test_webhooks_primary_sends_notifications_to_the_serving_backend_only(
 async def test_v2_not_knowing_the_order_yet_takes_v1s_acceptance_and_never_drops_a_notification(
     make_router: RouterFactory, backends: dict[str, tuple[Backend, str]]
 ) -> None:
-    router = await _router(make_router, backends, "shop: {backend: v2}\n")
+    router = await _router(make_router, backends, "shop: {backend: v2}\n", v1_tenants="[shop]")
     v1, v2 = backends["v1"][0], backends["v2"][0]
     v2.webhook_status, v2.webhook_body = 503, json.dumps({"success": False, "error": "order_not_known_yet"})
     async with aiohttp.ClientSession() as session:
@@ -163,3 +166,23 @@ async def test_a_hung_or_dead_other_backend_never_changes_the_answer(
         async with session.get(f"{router.url}/orders/NOWHERE/status", headers=HOST) as response:
             assert response.status == 404
     assert router.sample("dualstack_order_fallbacks_total", tenant="shop", result="error") == 1
+
+
+async def test_v1_is_never_asked_about_a_tenant_whose_orders_it_does_not_hold(
+    make_router: RouterFactory, backends: dict[str, tuple[Backend, str]]
+) -> None:
+    # v1 is single-tenant: its orders belong to the tenants in upstreams.v1.tenants only. Asking it
+    # on behalf of another tenant would hand that tenant v1's customers.
+    router = await _router(make_router, backends, "shop: {backend: v2}\nother: {backend: v2}\n",
+                           v1_tenants="[shop]")
+    v1 = backends["v1"][0]
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{router.url}/orders/ON-V1/status", headers={"Host": "other.agentbar.ai"}) as response:
+            assert response.status == 404 and response.headers["X-Dualstack-Backend"] == "v2"
+        async with session.post(f"{router.url}/webhooks/midtrans", json=NOTIFICATION,
+                                headers={"Host": "other.agentbar.ai"}) as response:
+            assert response.status == 200
+        assert v1.reads == [] and v1.notifications == []
+        async with session.get(f"{router.url}/orders/ON-V1/status", headers=HOST) as response:
+            assert response.status == 200 and response.headers["X-Dualstack-Backend"] == "v1"
+    assert v1.reads == ["ON-V1"]

@@ -233,3 +233,19 @@ def test_cutover_requirements_and_webhook_delivery_are_declared_and_checked() ->
                      "routing.yaml:3: cutover.grace: unknown key",
                      "routing.yaml:5: tenants.x.webhooks: webhooks must be both or primary"):
         assert any(i.startswith(fragment) for i in issues), (fragment, issues)
+
+
+def test_v1s_tenants_are_declared_on_its_upstream() -> None:
+    config = load_config(REPO / "configs" / "routing.example.yaml")
+    assert config.v1_tenants == {"buatfilm"}
+    assert load_config_text(GOOD).v1_tenants == frozenset()
+    issues = issues_of("""\
+        upstreams:
+          v1: {url: "http://a:1", tenants: [buatfilm, ghost]}
+          v2: {url: "http://b:2", tenants: [buatfilm]}
+        base_domain: agentbar.ai
+        tenants:
+          buatfilm: {backend: v1}
+        """)
+    assert "routing.yaml:2: upstreams.v1.tenants[1]: 'ghost' is not a tenant of this file" in issues, issues
+    assert any(i.startswith("routing.yaml:3: upstreams.v2.tenants: v2 is multi-tenant") for i in issues), issues
