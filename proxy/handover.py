@@ -21,6 +21,7 @@ with its own tenant's data).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from typing import Final
@@ -92,17 +93,29 @@ class WebhookCopy:
         self.route = route
         self.metrics = metrics
         self.request_id = request_id
+        self.body = body
         self.task = asyncio.ensure_future(_ask_other(pools, route, head, body))
+
+    def _order_id(self) -> str:
+        try:
+            order_id = json.loads(self.body).get("order_id")
+        except (ValueError, AttributeError):
+            return "?"
+        return str(order_id)[:60] if order_id is not None else "?"
 
     async def settle(self, primary: web.StreamResponse | None) -> web.Response | None:
         """Wait for the copy; returns the answer Midtrans should get instead of the primary's, if any."""
         answer = await self.task
         tenant, other = self.route.tenant, self.route.other_backend
-        if isinstance(answer, str):
+        not_held = not isinstance(answer, str) and answer.status == 503 and NOT_KNOWN_YET in answer.body
+        if isinstance(answer, str) or (answer.status >= 500 and not not_held):
             self.metrics.webhook_copy(tenant, other, "failed")
-            log.warning("request %s: notification copy to %s failed (%s)", self.request_id, other, answer)
+            # Order ids are not secrets; the signature and the rest of the notification stay out.
+            log.warning("tenant %s order %s: notification copy to %s failed (%s, request %s)", tenant,
+                        self._order_id(), other, answer if isinstance(answer, str) else answer.status,
+                        self.request_id)
             return None
-        result = "accepted" if 200 <= answer.status < 300 else ("refused" if answer.status < 500 else "failed")
+        result = "accepted" if 200 <= answer.status < 300 else "refused"  # 4xx, or an order it does not hold
         self.metrics.webhook_copy(tenant, other, result)
         if result == "accepted" and isinstance(primary, web.Response) and primary.status == 503 \
                 and isinstance(primary.body, bytes) and NOT_KNOWN_YET in primary.body:
