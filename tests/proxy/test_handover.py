@@ -186,3 +186,22 @@ async def test_v1_is_never_asked_about_a_tenant_whose_orders_it_does_not_hold(
         async with session.get(f"{router.url}/orders/ON-V1/status", headers=HOST) as response:
             assert response.status == 200 and response.headers["X-Dualstack-Backend"] == "v1"
     assert v1.reads == ["ON-V1"]
+
+
+async def test_a_failed_copy_is_counted_and_names_the_order_and_an_order_not_held_is_no_failure(
+    make_router: RouterFactory, backends: dict[str, tuple[Backend, str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    router = await _router(make_router, backends, "shop: {backend: v1}\n")
+    v2 = backends["v2"][0]
+    v2.webhook_status, v2.webhook_body = 500, "boom"
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{router.url}/webhooks/midtrans", json=NOTIFICATION, headers=HOST) as response:
+            assert response.status == 200
+        v2.webhook_status, v2.webhook_body = 503, json.dumps({"success": False, "error": "order_not_known_yet"})
+        async with session.post(f"{router.url}/webhooks/midtrans", json=NOTIFICATION, headers=HOST) as response:
+            assert response.status == 200
+    assert router.sample("dualstack_webhook_copies_total", tenant="shop", backend="v2", result="failed") == 1
+    assert router.sample("dualstack_webhook_copies_total", tenant="shop", backend="v2", result="refused") == 1
+    [line] = [r.getMessage() for r in caplog.records if "notification copy" in r.getMessage()]
+    assert "tenant shop order ON-V2: notification copy to v2 failed (500" in line
+    assert "signature" not in line and "10000.00" not in line  # the order is named, the notification is not
