@@ -28,7 +28,7 @@ from proxy.forward import (
 from proxy.handover import WebhookCopy, copies_webhook, is_order_read, order_elsewhere
 from proxy.headers import REQUEST_ID, SHADOW_HEADER, request_id_from, upstream_head
 from proxy.locks import LOCK_POLL_S, watch_locks
-from proxy.metrics import NO_BACKEND, UNKNOWN_TENANT, ProxyMetrics
+from proxy.metrics import NO_BACKEND, SHADOW_FLUSH_S, UNKNOWN_TENANT, ProxyMetrics
 from proxy.mirror import DROP_REASONS, Mirror, ShadowJob, skip_reason
 from proxy.routing import Route, RoutingTable
 from proxy.shadow_store import ShadowStore
@@ -153,6 +153,12 @@ async def _offer_shadow(request: web.Request, route: Route, head: bytes, capture
         learn_noise=method in ("GET", "HEAD") and random.random() < spec.noise_sample_rate))
 
 
+async def _flush_shadow_metrics(metrics: ProxyMetrics, interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        metrics.flush_shadow()
+
+
 def _joined(headers: CIMultiDictProxy[str], name: str) -> str | None:
     values = headers.getall(name, ())
     return ", ".join(values) if values else None
@@ -166,6 +172,7 @@ def create_apps(
     state_database_url: str | None = None,
     state_schema: str = STATE_SCHEMA,
     lock_poll_s: float = LOCK_POLL_S,
+    shadow_flush_s: float = SHADOW_FLUSH_S,
 ) -> tuple[web.Application, web.Application]:
     """The proxy app and its admin app. Raises ConfigError if the routing file is unusable."""
     metrics = ProxyMetrics(registry)
@@ -192,6 +199,7 @@ def create_apps(
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         tasks.spawn(state.watch(reload_interval_s), name="config-watch")
+        tasks.spawn(_flush_shadow_metrics(metrics, shadow_flush_s), name="shadow-metrics")
         if store is not None:
             await store.open()
             tasks.spawn(store.run(), name="shadow-store")
@@ -201,6 +209,7 @@ def create_apps(
         yield
         state.draining = True
         await mirror.close()
+        metrics.flush_shadow()
         if store is not None:
             await store.close()
         await tasks.close(timeout_s=0)

@@ -6,8 +6,11 @@ files and /metrics aggregates them, so totals are correct whichever worker answe
 
 from __future__ import annotations
 
+import bisect
+import collections
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -38,6 +41,35 @@ def exposition_registry(own: CollectorRegistry) -> CollectorRegistry:
     registry = CollectorRegistry()
     MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     return registry
+
+
+SHADOW_FLUSH_S: Final = 1.0
+
+
+@dataclass(slots=True)
+class _LatencyTally:
+    size: int
+    buckets: list[int] = field(init=False)
+    total: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.buckets = [0] * self.size
+
+
+def _observe_many(child: Any, tally: _LatencyTally) -> None:
+    """Add many observations to a histogram child at once (its sum and one bucket per bound)."""
+    buckets, total = getattr(child, "_buckets", None), getattr(child, "_sum", None)
+    if buckets is None or total is None or len(buckets) != len(tally.buckets):
+        # Not the layout this was written against: observe one representative value per observation.
+        bounds = (*DURATION_BUCKETS, DURATION_BUCKETS[-1] * 2)
+        for bound, n in zip(bounds, tally.buckets, strict=True):
+            for _ in range(n):
+                child.observe(bound)
+        return
+    for bucket, n in zip(buckets, tally.buckets, strict=True):
+        if n:
+            bucket.inc(n)
+    total.inc(tally.total)
 
 
 class ProxyMetrics:
@@ -141,6 +173,9 @@ class ProxyMetrics:
         )
         # Label children are looked up once per label set, not per request.
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._tally_requests: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._tally_comparisons: collections.Counter[tuple[str, str, str]] = collections.Counter()
+        self._tally_latency: dict[tuple[str, str], _LatencyTally] = {}
 
     def observe(self, tenant: str, backend: str, status: int, seconds: float) -> None:
         code_class = CODE_CLASSES[min(max(status // 100, 1), 5) - 1]
@@ -164,7 +199,7 @@ class ProxyMetrics:
                 self.rollout_last_decision.labels(tenant, view.last_action).set(view.last_decision_s)
 
     def shadow_request(self, tenant: str, result: str) -> None:
-        self._child(self.shadow_requests, tenant, result).inc()
+        self._tally_requests[(tenant, result)] += 1
 
     def shadow_dropped(self, tenant: str, reason: str) -> None:
         self.shadow_requests.labels(tenant, "dropped").inc()
@@ -174,11 +209,31 @@ class ProxyMetrics:
         self.shadow_skips.labels(tenant, reason).inc()
 
     def shadow_comparison(self, tenant: str, endpoint: str, result: str) -> None:
-        self._child(self.shadow_comparisons, tenant, endpoint, result).inc()
+        self._tally_comparisons[(tenant, endpoint, result)] += 1
 
     def shadow_latency(self, tenant: str, primary_s: float, shadow_s: float) -> None:
-        self._child(self.shadow_latency_seconds, tenant, "primary").observe(primary_s)
-        self._child(self.shadow_latency_seconds, tenant, "shadow").observe(shadow_s)
+        for side, seconds in (("primary", primary_s), ("shadow", shadow_s)):
+            tally = self._tally_latency.get((tenant, side))
+            if tally is None:
+                tally = self._tally_latency[(tenant, side)] = _LatencyTally(len(DURATION_BUCKETS) + 1)
+            tally.buckets[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
+            tally.total += seconds
+
+    def flush_shadow(self) -> None:
+        """Add the shadow outcomes tallied since the last flush to the exported metrics.
+
+        Shadow copies are counted in plain dicts on their path and exported in bulk (every
+        SHADOW_FLUSH_S): with several workers, every metric update is a write to shared memory,
+        which cost more per copy than the rest of its comparison."""
+        requests, self._tally_requests = self._tally_requests, collections.Counter()
+        comparisons, self._tally_comparisons = self._tally_comparisons, collections.Counter()
+        latency, self._tally_latency = self._tally_latency, {}
+        for (tenant, result), n in requests.items():
+            self._child(self.shadow_requests, tenant, result).inc(n)
+        for (tenant, endpoint, result), n in comparisons.items():
+            self._child(self.shadow_comparisons, tenant, endpoint, result).inc(n)
+        for (tenant, side), tally in latency.items():
+            _observe_many(self._child(self.shadow_latency_seconds, tenant, side), tally)
 
     def order_fallback(self, tenant: str, result: str) -> None:
         self.order_fallbacks.labels(tenant, result).inc()

@@ -115,7 +115,8 @@ async def make_router(aiohttp_server: Any, tmp_path: Path) -> RouterFactory:
         config_path.write_text(yaml_text)
         registry = CollectorRegistry()
         app, admin_app = create_apps(config_path, registry, reload_interval_s=0.05,
-                                     state_database_url=state_database_url, lock_poll_s=lock_poll_s)
+                                     state_database_url=state_database_url, lock_poll_s=lock_poll_s,
+                                     shadow_flush_s=0.02)
         server = await aiohttp_server(app, **server_kwargs)
         admin = await aiohttp_server(admin_app)
         return Router(server, admin, app, registry, config_path)
