@@ -252,7 +252,12 @@ class Cutover:
                                          "checks": [dataclasses.asdict(c) for c in checks]})
         clean = True
         if r.to == "v2":
-            clean &= self._sync("final sync")[0]
+            synced = self._sync("final sync")[0]
+            if not synced and "migration" not in r.overrides:
+                raise CutoverStopped("the final sync found rows that did not migrate clean (above) although the "
+                                     "preflight passed; nothing was flipped (v2 keeps what it synced, which is "
+                                     "harmless). Look at those rows, then run the cutover again")
+            clean &= synced
             self._grace_window()
         set_backend(r.config_path, r.slug, r.to)
         self.say(f"flipped: {r.config_path} now declares {r.slug} on {r.to} (comments and layout kept)")

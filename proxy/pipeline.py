@@ -113,6 +113,9 @@ class PipelinedConnection(asyncio.Protocol):
         if self._informational:
             self._informational = False
             return
+        if not self.inflight:  # an answer to nothing we sent
+            self.abort()
+            return
         copy = self.inflight.popleft()
         status, body = self._status, b"".join(self._chunks)
         self._status, self._chunks, self._size = 0, [], 0

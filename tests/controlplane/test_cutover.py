@@ -273,3 +273,20 @@ async def test_a_tenant_v2_cannot_serve_and_a_router_that_never_confirms(
     with pytest.raises(CutoverStopped, match=r"did not serve .* within 0.5 s"):
         await asyncio.to_thread(Cutover(lost, say=said.append).run)
     assert "backend: v2" in world.router.config_path.read_text()  # the flip stands; re-running is safe
+
+
+async def test_a_row_going_bad_after_the_preflight_stops_the_cutover_before_the_flip(world: World) -> None:
+    said: list[str] = []
+
+    def say(line: str) -> None:
+        said.append(line)
+        if "] nginx:" in line:  # the last check has passed: v1 now takes a row v2 cannot hold
+            with sqlite3.connect(world.orders_db) as v1:
+                v1.execute("INSERT INTO orders (id, customer_name, email, phone, amount, payment_method, status) "
+                           "VALUES ('LATE-1', 'X', 'x@example.com', '1', -5, 'midtrans', 'pending')")
+
+    before = world.router.config_path.read_text()
+    with pytest.raises(CutoverStopped, match="the final sync found rows that did not migrate clean"):
+        await asyncio.to_thread(Cutover(world.request("v2"), say=say).run)
+    assert world.router.config_path.read_text() == before
+    assert any(line.startswith("  bad row LATE-1: amount -5") for line in said), said
