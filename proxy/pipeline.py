@@ -6,12 +6,14 @@ connection (HTTP/1.1 pipelining), answers are parsed in order by httptools as th
 each completed answer is handed to a callback. No task, future or timer exists per copy.
 
 Bounds: at most `queue_size` copies wait to be sent (more are refused, and the caller counts the
-drop), at most `concurrency` are in flight, each connection carries at most DEPTH at once and
-MAX_REQUESTS_PER_CONNECTION in all. A connection whose oldest copy has waited `timeout_s` is
-closed and its copies fail as timeouts; a backend that closes a connection fails the copies it had
-not answered (never re-sent: it may have run them), except after an answer that announced the close,
-when the copies behind it were never read and go back to the queue. Idle connections are closed
-after IDLE_TIMEOUT_S, before a backend's own keep-alive timeout can race a new batch.
+drop), at most `concurrency` are in flight, over at most `concurrency / 2` connections (a new one
+is opened while every open one is busy, so a slow answer holds up only what is pipelined behind it
+on its own connection); each carries at most DEPTH at once and MAX_REQUESTS_PER_CONNECTION in all.
+A connection whose oldest copy has waited `timeout_s` is closed and its copies fail as timeouts; a
+backend that closes a connection fails the copies it had not answered (never re-sent: it may have
+run them), except after an answer that announced the close, when the copies behind it were never
+read and go back to the queue. Idle connections are closed after IDLE_TIMEOUT_S, before a
+backend's own keep-alive timeout can race a new batch.
 
 Only requests whose answer the parser can frame alone are pipelined: not HEAD (its answer has
 headers for a body that never comes); the mirror never sends HEAD here.
@@ -162,7 +164,7 @@ class ShadowChannel:
     def configure(self, limits: ShadowLimits) -> None:
         """New bounds from a reloaded routing file; copies already queued or in flight keep going."""
         self.limits = limits
-        self._max_connections = max(1, -(-limits.concurrency // DEPTH))
+        self._max_connections = max(1, limits.concurrency // 2)
 
     def retire(self) -> None:
         """The backend left the routing file: take no more copies, close once the last can be answered."""
@@ -218,9 +220,12 @@ class ShadowChannel:
         now = time.monotonic()
         while self._pending and self._inflight < self.limits.concurrency:
             conn = self._usable(now)
+            # Another connection while every open one is busy: a slow answer holds up only the copies
+            # pipelined behind it on its own connection. Meanwhile the batch still leaves on the best.
+            if (conn is None or conn.inflight) and len(self._conns) < self._max_connections \
+                    and self._connecting is None:
+                self._connecting = self.loop.create_task(self._connect())
             if conn is None:
-                if len(self._conns) < self._max_connections and self._connecting is None:
-                    self._connecting = self.loop.create_task(self._connect())
                 return
             room = min(DEPTH - len(conn.inflight), self.limits.concurrency - self._inflight,
                        MAX_REQUESTS_PER_CONNECTION - conn.sent)
