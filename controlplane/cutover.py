@@ -122,8 +122,8 @@ class Cutover:
         r = self.request
         checks = [self._health()]
         if r.to == "v2":
-            checks += [self._tenant(), self._migration(), self._shadow(), self._handover()]
-        checks.append(self._nginx())
+            checks += [self._tenant(), self._migration(), self._shadow()]
+        checks += [self._handover(), self._nginx()]
         for check in checks:
             if not check.ok and check.name in r.overrides:
                 check.override = r.reason
@@ -204,6 +204,13 @@ class Cutover:
 
     def _handover(self) -> Check:
         slug = self.request.slug
+        if self.config.tenants[slug].via == "direct":
+            return Check("handover", False, f"nginx sends {slug} straight to its backend (via: direct): the flip "
+                                            "would wait for `dualstack nginx apply`, and orders in flight across "
+                                            "it would not be looked after. Set `via: router` for the move")
+        if self.request.to == "v1":
+            return Check("handover", True, "orders taken on v2 stay readable through the router, and their "
+                                           "notifications still reach v2")
         if slug in self.config.v1_tenants:
             return Check("handover", True, f"v1 holds {slug}'s orders (upstreams.v1.tenants): the router reads them "
                                            "there, and copies their notifications to it, after the flip")

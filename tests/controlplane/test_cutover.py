@@ -267,6 +267,13 @@ async def test_a_tenant_v2_cannot_serve_and_a_router_that_never_confirms(
     assert any("[FAIL] tenant:" in line and "suspended" in line for line in said), said
     with psycopg.connect(world.stack.database.admin_url) as conn:
         conn.execute("UPDATE payments.tenants SET status = 'active' WHERE slug = %s", (world.tenant.slug,))
+    text = world.router.config_path.read_text()
+    world.router.config_path.write_text(text.replace("backend: v1   #", "via: direct\n    backend: v1   #"))
+    said.clear()
+    with pytest.raises(CutoverStopped, match="handover"):
+        await asyncio.to_thread(Cutover(world.request("v2"), say=said.append).run)
+    assert any("[FAIL] handover: nginx sends" in line and "(via: direct)" in line for line in said), said
+    world.router.config_path.write_text(text)
     lost = world.request("v2", router_admin_urls=["http://127.0.0.1:9/"])
     text = world.router.config_path.read_text().replace("router_wait_s: 10", "router_wait_s: 0.5")
     world.router.config_path.write_text(text)
