@@ -102,3 +102,29 @@ async def test_shadow_bounds_follow_a_reloaded_routing_file(aiohttp_server: Any,
     gate.set()
     await wait_until(lambda: router.sample("dualstack_shadow_requests_total", tenant="shop", result="sent")
                      == 40 - dropped)
+
+
+async def test_pipelined_writes_keep_each_body_with_its_request(aiohttp_server: Any,
+                                                                make_router: RouterFactory) -> None:
+    def create_app() -> web.Application:
+        async def create(request: web.Request) -> web.Response:
+            body = await request.json()
+            return web.json_response({"success": True, "orderId": body["orderId"], "amount": body["amount"]})
+
+        app = web.Application()
+        app.router.add_post("/payment/create", create)
+        return app
+
+    v1, v2 = await start(aiohttp_server, create_app(), create_app())
+    router = await make_router(config(v1, v2, "{noise_sample_rate: 0}"))
+    async with aiohttp.ClientSession() as session:
+        async def one(i: int) -> int:
+            # Bodies of different lengths, so a framing slip would shift every answer after it.
+            body = {"orderId": f"W{i}", "amount": 1000 + i, "pad": "x" * (i % 17)}
+            async with session.post(f"{router.url}/payment/create", json=body,
+                                    headers={"Host": "shop.agentbar.ai"}) as response:
+                return (await response.json())["amount"]
+
+        assert await asyncio.gather(*(one(i) for i in range(150))) == [1000 + i for i in range(150)]
+    await wait_until(lambda: router.sample("dualstack_shadow_comparisons_total", tenant="shop",
+                                           endpoint="POST /payment/create", result="match") == 150)
