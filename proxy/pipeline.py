@@ -90,6 +90,8 @@ class PipelinedConnection(asyncio.Protocol):
         self.transport.write(b"".join(parts))
 
     def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return  # aborted: what is still in flight fails when the connection is gone
         if not self.inflight:
             self.abort()  # bytes nobody asked for: the connection cannot be trusted
             return
@@ -105,6 +107,8 @@ class PipelinedConnection(asyncio.Protocol):
             self._status = status
 
     def on_body(self, body: bytes) -> None:
+        if self.closed:
+            return
         self._size += len(body)
         if self._size > MAX_ANSWER_BYTES:
             self.abort()
@@ -112,6 +116,8 @@ class PipelinedConnection(asyncio.Protocol):
         self._chunks.append(body)
 
     def on_message_complete(self) -> None:
+        if self.closed:
+            return  # aborted mid-answer (too large, or nonsense): never compare a partial answer
         if self._informational:
             self._informational = False
             return
@@ -140,6 +146,7 @@ class PipelinedConnection(asyncio.Protocol):
 
     def abort(self) -> None:
         if self.transport is not None and not self.closed:
+            self.closed = True  # nothing more is sent or read; connection_lost fails what is in flight
             self.transport.abort()
 
 

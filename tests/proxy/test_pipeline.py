@@ -128,3 +128,20 @@ async def test_pipelined_writes_keep_each_body_with_its_request(aiohttp_server: 
         assert await asyncio.gather(*(one(i) for i in range(150))) == [1000 + i for i in range(150)]
     await wait_until(lambda: router.sample("dualstack_shadow_comparisons_total", tenant="shop",
                                            endpoint="POST /payment/create", result="match") == 150)
+
+
+async def test_an_answer_too_large_to_compare_is_an_error_never_a_partial_comparison(
+    aiohttp_server: Any, make_router: RouterFactory
+) -> None:
+    async def huge(request: web.Request) -> web.Response:
+        return web.json_response({"success": True, "pad": "x" * (1536 * 1024)})
+
+    shadow = web.Application()
+    shadow.router.add_get("/orders/{id}/status", huge)
+    v1, v2 = await start(aiohttp_server, order_app(), shadow)
+    router = await make_router(config(v1, v2, "{noise_sample_rate: 0}"))
+    assert await burst(router.url, 3) == [200] * 3
+    await wait_until(lambda: router.sample("dualstack_shadow_requests_total", tenant="shop", result="error") == 3)
+    for result in ("match", "mismatch", "noise"):
+        assert router.sample("dualstack_shadow_comparisons_total", tenant="shop", endpoint="GET /orders/{id}/status",
+                             result=result) == 0
