@@ -44,6 +44,7 @@ from controlplane.shadow.samples import STATE_SCHEMA
 CHECKS: Final = ("health", "tenant", "migration", "shadow", "handover", "nginx")
 NO_ROUTER_WAIT_S: Final = 2.5  # routers poll the file every 0.5 s; without their addresses, wait this long
 CATCH_UP_PASSES: Final = 10
+ROUTER_CONFIRMATIONS: Final = 5
 CATCH_UP_PAUSE_S: Final = 1.0  # lets notifications answered by v1 during a pass finish first
 
 
@@ -334,11 +335,15 @@ class Cutover:
             return
         deadline = time.monotonic() + self.policy.router_wait_s
         pending = list(r.router_admin_urls)
+        # A router's workers share its admin port, and each answers for itself: several answers
+        # in a row, each on a new connection, stand for all of them.
+        streak = dict.fromkeys(pending, 0)
         while pending:
             for url in list(pending):
-                if self._router_serves(url) == r.to:
+                streak[url] = streak[url] + 1 if self._router_serves(url) == r.to else 0
+                if streak[url] >= ROUTER_CONFIRMATIONS:
                     pending.remove(url)
-                    self.say(f"routers: {url} serves {r.slug} from {r.to}")
+                    self.say(f"routers: {url} serves {r.slug} from {r.to} ({ROUTER_CONFIRMATIONS} answers in a row)")
             if pending and time.monotonic() > deadline:
                 raise CutoverStopped(
                     f"the routing file is flipped, but {', '.join(pending)} did not serve {r.slug} from {r.to} "
@@ -346,7 +351,7 @@ class Cutover:
                     f"`dualstack rollout status` (a rollback lock overrides the file). Re-run this command "
                     "once they do: it is safe to repeat.")
             if pending:
-                time.sleep(0.2)
+                time.sleep(0.05)
 
     def _router_serves(self, admin_url: str) -> str | None:
         try:
