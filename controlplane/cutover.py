@@ -245,10 +245,10 @@ class Cutover:
         r = self.request
         declared = self.config.tenants[r.slug].backend
         if declared == r.to:
-            self.say(f"{r.slug} is already declared on {r.to} in {r.config_path}; nothing to do"
-                     + (" (if a rollback lock pins it to v1, `dualstack rollout ack` releases it)"
-                        if r.to == "v2" else ""))
-            return True
+            # An earlier run flipped the file and stopped (a router slow to confirm): finish its work.
+            self.say(f"{r.slug} is already declared on {r.to} in {r.config_path}: checking the steps after "
+                     "the flip")
+            return self._after_flip(resumed=True)
         self.say(f"cutover of {r.slug}: {declared} -> {r.to}")
         self.say("preflight:")
         checks = self.preflight()
@@ -269,14 +269,19 @@ class Cutover:
             self._grace_window()
         set_backend(r.config_path, r.slug, r.to)
         self.say(f"flipped: {r.config_path} now declares {r.slug} on {r.to} (comments and layout kept)")
+        return self._after_flip(resumed=False) and clean
+
+    def _after_flip(self, *, resumed: bool) -> bool:
+        r = self.request
         self._release_stale_locks()
         self._wait_for_routers()
+        clean = True
         if r.to == "v2":
-            clean &= self._catch_up()
-            self._start_soak()
+            clean = self._catch_up()
+            self._start_soak(only_if_missing=resumed)
         else:
             self._end_rollout()
-        self._record("cutover_done", {"to": r.to, "clean": clean})
+        self._record("cutover_done", {"to": r.to, "clean": clean, "resumed": resumed})
         self.say(f"done: {r.slug} is served by {r.to}." + (
             "" if clean else " Some sync step was not clean (above): look at those orders."))
         self._next_steps()
@@ -371,7 +376,7 @@ class Cutover:
                 config, self.request.actor):
             self.say(f"rollback lock of {tenant} released: its routing entry changed")
 
-    def _start_soak(self) -> None:
+    def _start_soak(self, *, only_if_missing: bool) -> None:
         from controlplane.rollout.decide import Memory
         from controlplane.rollout.decider import RolloutStore
 
@@ -379,7 +384,13 @@ class Cutover:
         if not r.state_url:
             self.say("soak: the decider starts it on its next pass (no --state-database-url here)")
             return
-        RolloutStore(r.state_url, r.state_schema).save(r.slug, "soaking", datetime.now(UTC), Memory())
+        store = RolloutStore(r.state_url, r.state_schema)
+        current = store.rollouts().get(r.slug)
+        if only_if_missing and current is not None and current.phase != "rolled_back":
+            self.say(f"soak: already {current.phase.replace('_', ' ')} since {current.soak_started_at:%Y-%m-%d %H:%M} "
+                     "UTC; left as it is")
+            return
+        store.save(r.slug, "soaking", datetime.now(UTC), Memory())
         hours = self.config.rollout_policy(r.slug).soak_s / 3600
         self.say(f"soak: started; the decider promotes {r.slug} after {hours:g} clean hours or rolls it back")
 
@@ -387,7 +398,11 @@ class Cutover:
         from controlplane.rollout.decider import RolloutStore
 
         r = self.request
-        if r.state_url and RolloutStore(r.state_url, r.state_schema).set_phase(
+        if not r.state_url:
+            return
+        store = RolloutStore(r.state_url, r.state_schema)
+        current = store.rollouts().get(r.slug)
+        if current is not None and current.phase != "rolled_back" and store.set_phase(
                 r.slug, "rolled_back", "cutover", r.actor, r.reason or "cut over to v1"):
             self.say("rollout: marked rolled back (a later cutover to v2 starts a new soak)")
 

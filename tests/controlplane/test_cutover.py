@@ -241,10 +241,12 @@ async def test_a_failed_check_stops_the_cutover_before_anything_changes(world: W
                 "--schema", world.state.layout.schema]) == ExitStatus.OK
     assert (f"cutover_started by test: v1 -> v2; preflight: health ok, tenant ok, migration OVERRIDDEN, shadow ok, "
             f"handover ok, nginx ok; override reason: {reason}") in capsys.readouterr().out
-    # Repeating it is harmless.
+    # Repeating it is harmless: it checks the steps after the flip and leaves the soak as it is.
     said.clear()
-    assert await asyncio.to_thread(Cutover(world.request("v2"), say=said.append).run) is True
+    assert await asyncio.to_thread(Cutover(world.request("v2", overrides=["migration"], reason=reason),
+                                           say=said.append).run) is False  # BAD-1 is still not in v2
     assert "already declared on v2" in said[0]
+    assert any(line.startswith("soak: already soaking since") for line in said), said
 
 
 async def test_a_tenant_v2_cannot_serve_and_a_router_that_never_confirms(
@@ -279,7 +281,13 @@ async def test_a_tenant_v2_cannot_serve_and_a_router_that_never_confirms(
     world.router.config_path.write_text(text)
     with pytest.raises(CutoverStopped, match=r"did not serve .* within 0.5 s"):
         await asyncio.to_thread(Cutover(lost, say=said.append).run)
-    assert "backend: v2" in world.router.config_path.read_text()  # the flip stands; re-running is safe
+    assert "backend: v2" in world.router.config_path.read_text()  # the flip stands
+    # Run again with the routers that do answer: it finishes what the first run left undone.
+    said.clear()
+    assert await asyncio.to_thread(Cutover(world.request("v2"), say=said.append).run) is True
+    assert any(line.startswith("routers: ") and "serves" in line for line in said), said
+    assert any(line.startswith("catch-up sync 1:") for line in said) and any(line.startswith("soak: started")
+                                                                              for line in said), said
 
 
 async def test_a_row_going_bad_after_the_preflight_stops_the_cutover_before_the_flip(world: World) -> None:
