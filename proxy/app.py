@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import AsyncIterator
@@ -25,7 +26,7 @@ from proxy.forward import (
     error_response,
     forward,
 )
-from proxy.handover import WebhookCopy, copies_webhook, is_order_read, order_elsewhere
+from proxy.handover import copies_webhook, copy_notification, is_order_read, order_elsewhere, settle_copy
 from proxy.headers import REQUEST_ID, SHADOW_HEADER, request_id_from, upstream_head
 from proxy.locks import LOCK_POLL_S, watch_locks
 from proxy.metrics import NO_BACKEND, SHADOW_FLUSH_S, UNKNOWN_TENANT, ProxyMetrics
@@ -37,6 +38,8 @@ from proxy.tasks import TaskPool
 from proxy.tenant import TENANT_HEADER
 
 RELOAD_POLL_INTERVAL_S = 0.5
+
+log = logging.getLogger(__name__)
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
@@ -85,18 +88,26 @@ async def handle(request: web.Request) -> web.StreamResponse:
         else:
             metrics.shadow_skipped(route.tenant, reason)
     status = 500
-    copy = None
-    if copies_webhook(route, request.method, request.path, request.content_length):
-        copy = WebhookCopy(app[keys.POOLS], metrics, route, head, await request.read(), request_id)
     try:
-        try:
+        instead = None
+        if copies_webhook(route, request.method, request.path, request.content_length):
+            body = await request.read()
+            primary, answer = await asyncio.gather(
+                forward(request, pool, head, chunked=chunked, request_id=request_id, backend=backend,
+                        capture=capture),
+                copy_notification(app[keys.POOLS], route, head, body), return_exceptions=True)
+            if isinstance(answer, BaseException):  # a defect: every expected failure is a kind already
+                log.error("notification copy for tenant %s failed", route.tenant, exc_info=answer)
+                answer = "internal"
+            # Delivered or not, a primary that failed gets Midtrans to retry.
+            instead = settle_copy(metrics, route, request_id, body, answer,
+                                  None if isinstance(primary, BaseException) else primary)
+            if isinstance(primary, BaseException):
+                raise primary
+            response = primary
+        else:
             response = await forward(request, pool, head, chunked=chunked,
                                      request_id=request_id, backend=backend, capture=capture)
-        except (UpstreamFailure, MidStreamFailure):
-            if copy is not None:
-                await copy.settle(None)  # delivered or not, Midtrans retries on the primary's 5xx
-            raise
-        instead = await copy.settle(response) if copy is not None else None
         if instead is not None:
             backend, response, capture = route.other_backend, instead, None
         elif response.status == 404 and route.other_upstream is not None and not response.prepared \
@@ -126,8 +137,6 @@ async def handle(request: web.Request) -> web.StreamResponse:
         metrics.upstream_error(route.tenant, backend, "internal")
         raise
     finally:
-        if copy is not None:
-            copy.cancel()  # no-op once settled; a gone client must not leave it running
         metrics.observe(route.tenant, backend, status, time.perf_counter() - started)
 
 

@@ -64,6 +64,8 @@ async def _ask_other(pools: UpstreamPools, route: Route, head: bytes, body: byte
         return "timeout"
     except UpstreamError as error:
         return error.kind
+    except OSError:
+        return "connect"
 
 
 def _response(answer: Exchanged, request_id: str, backend: str) -> web.Response:
@@ -85,43 +87,37 @@ async def order_elsewhere(pools: UpstreamPools, metrics: ProxyMetrics, route: Ro
     return _response(answer, request_id, route.other_backend)
 
 
-class WebhookCopy:
-    """The notification sent to the other backend while the serving one handles it."""
+async def copy_notification(pools: UpstreamPools, route: Route, head: bytes, body: bytes) -> Exchanged | str:
+    """Deliver the notification to the other backend: its whole answer, or the kind of failure.
 
-    def __init__(self, pools: UpstreamPools, metrics: ProxyMetrics, route: Route, head: bytes, body: bytes,
-                 request_id: str) -> None:
-        self.route = route
-        self.metrics = metrics
-        self.request_id = request_id
-        self.body = body
-        self.task = asyncio.ensure_future(_ask_other(pools, route, head, body))
+    Awaited beside the primary's exchange (asyncio.gather in the handler), so it lives and dies
+    with the request: a client that goes away cancels both."""
+    return await _ask_other(pools, route, head, body)
 
-    def _order_id(self) -> str:
-        try:
-            order_id = json.loads(self.body).get("order_id")
-        except (ValueError, AttributeError):
-            return "?"
-        return str(order_id)[:60] if order_id is not None else "?"
 
-    async def settle(self, primary: web.StreamResponse | None) -> web.Response | None:
-        """Wait for the copy; returns the answer Midtrans should get instead of the primary's, if any."""
-        answer = await self.task
-        tenant, other = self.route.tenant, self.route.other_backend
-        not_held = not isinstance(answer, str) and answer.status == 503 and NOT_KNOWN_YET in answer.body
-        if isinstance(answer, str) or (answer.status >= 500 and not not_held):
-            self.metrics.webhook_copy(tenant, other, "failed")
-            # Order ids are not secrets; the signature and the rest of the notification stay out.
-            log.warning("tenant %s order %s: notification copy to %s failed (%s, request %s)", tenant,
-                        self._order_id(), other, answer if isinstance(answer, str) else answer.status,
-                        self.request_id)
-            return None
-        result = "accepted" if 200 <= answer.status < 300 else "refused"  # 4xx, or an order it does not hold
-        self.metrics.webhook_copy(tenant, other, result)
-        if result == "accepted" and isinstance(primary, web.Response) and primary.status == 503 \
-                and isinstance(primary.body, bytes) and NOT_KNOWN_YET in primary.body:
-            self.metrics.webhook_copy(tenant, other, "answered")
-            return _response(answer, self.request_id, other)
+def settle_copy(metrics: ProxyMetrics, route: Route, request_id: str, body: bytes, answer: Exchanged | str,
+                primary: web.StreamResponse | None) -> web.Response | None:
+    """Count the copy's outcome; returns the answer Midtrans should get instead of the primary's, if any."""
+    tenant, other = route.tenant, route.other_backend
+    not_held = not isinstance(answer, str) and answer.status == 503 and NOT_KNOWN_YET in answer.body
+    if isinstance(answer, str) or (answer.status >= 500 and not not_held):
+        metrics.webhook_copy(tenant, other, "failed")
+        # Order ids are not secrets; the signature and the rest of the notification stay out.
+        log.warning("tenant %s order %s: notification copy to %s failed (%s, request %s)", tenant,
+                    _order_id(body), other, answer if isinstance(answer, str) else answer.status, request_id)
         return None
+    result = "accepted" if 200 <= answer.status < 300 else "refused"  # 4xx, or an order it does not hold
+    metrics.webhook_copy(tenant, other, result)
+    if result == "accepted" and isinstance(primary, web.Response) and primary.status == 503 \
+            and isinstance(primary.body, bytes) and NOT_KNOWN_YET in primary.body:
+        metrics.webhook_copy(tenant, other, "answered")
+        return _response(answer, request_id, other)
+    return None
 
-    def cancel(self) -> None:
-        self.task.cancel()
+
+def _order_id(body: bytes) -> str:
+    try:
+        order_id = json.loads(body).get("order_id")
+    except (ValueError, AttributeError):
+        return "?"
+    return str(order_id)[:60] if order_id is not None else "?"

@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 import httptools
 
 from controlplane.config.model import ShadowLimits, UpstreamSpec
+from proxy.tasks import TaskPool
 from proxy.upstream import IDLE_TIMEOUT_S
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ class ShadowChannel:
         self._host, self._port = parts.hostname or "", parts.port or 80
         self._pending: collections.deque[Copy] = collections.deque()
         self._conns: list[PipelinedConnection] = []
-        self._connecting: asyncio.Task[None] | None = None
+        self._connecting = TaskPool(f"shadow-connect-{spec.name}", limit=1)  # one attempt at a time
         self._inflight = 0
         self._flush_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
@@ -230,8 +231,8 @@ class ShadowChannel:
             # Another connection while every open one is busy: a slow answer holds up only the copies
             # pipelined behind it on its own connection. Meanwhile the batch still leaves on the best.
             if (conn is None or conn.inflight) and len(self._conns) < self._max_connections \
-                    and self._connecting is None:
-                self._connecting = self.loop.create_task(self._connect())
+                    and not self._connecting:
+                self._connecting.spawn(self._connect(), name=self.spec.url)
             if conn is None:
                 return
             room = min(DEPTH - len(conn.inflight), self.limits.concurrency - self._inflight,
@@ -271,8 +272,6 @@ class ShadowChannel:
             for copy in failed:
                 self._deliver(copy, 0, b"", "error")
             return
-        finally:
-            self._connecting = None
         if self._closed:
             conn.abort()
             return
@@ -293,8 +292,7 @@ class ShadowChannel:
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
-        if self._connecting is not None:
-            self._connecting.cancel()
+        self._connecting.cancel()
         for conn in self._conns:
             conn.abort()
         self._pending.clear()

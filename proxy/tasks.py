@@ -43,6 +43,12 @@ class TaskPool:
         if not task.cancelled() and task.exception() is not None:
             log.error("background task %s failed", task.get_name(), exc_info=task.exception())
 
+    def cancel(self) -> None:
+        """Refuse new work and cancel what runs, without waiting (for owners that close synchronously)."""
+        self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+
     async def close(self, timeout_s: float = 5.0) -> None:
         """Refuse new work, give running tasks `timeout_s` to finish, then cancel the rest."""
         self._closed = True
