@@ -26,7 +26,7 @@ from proxy.forward import (
     error_response,
     forward,
 )
-from proxy.handover import copies_webhook, copy_notification, is_order_read, order_elsewhere, settle_copy
+from proxy.handover import ask_other, copies_webhook, is_order_read, order_elsewhere, settle_copy
 from proxy.headers import REQUEST_ID, SHADOW_HEADER, request_id_from, upstream_head
 from proxy.locks import LOCK_POLL_S, watch_locks
 from proxy.metrics import NO_BACKEND, SHADOW_FLUSH_S, UNKNOWN_TENANT, ProxyMetrics
@@ -95,7 +95,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
             primary, answer = await asyncio.gather(
                 forward(request, pool, head, chunked=chunked, request_id=request_id, backend=backend,
                         capture=capture),
-                copy_notification(app[keys.POOLS], route, head, body), return_exceptions=True)
+                ask_other(app[keys.POOLS], route, head, body), return_exceptions=True)
             if isinstance(answer, BaseException):  # a defect: every expected failure is a kind already
                 log.error("notification copy for tenant %s failed", route.tenant, exc_info=answer)
                 answer = "internal"

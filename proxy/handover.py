@@ -53,8 +53,11 @@ def copies_webhook(route: Route, method: str, path: str, length: int | None) -> 
             and path == WEBHOOK_PATH and length is not None and length <= MAX_NOTIFICATION_BYTES)
 
 
-async def _ask_other(pools: UpstreamPools, route: Route, head: bytes, body: bytes | None) -> Exchanged | str:
-    """The other backend's whole answer, or the kind of failure."""
+async def ask_other(pools: UpstreamPools, route: Route, head: bytes, body: bytes | None) -> Exchanged | str:
+    """The other backend's whole answer, or the kind of failure.
+
+    A notification copy is awaited beside the primary's exchange (asyncio.gather in the handler),
+    so it lives and dies with its request: a client that goes away cancels both."""
     assert route.other_upstream is not None
     try:
         return await asyncio.wait_for(
@@ -76,7 +79,7 @@ def _response(answer: Exchanged, request_id: str, backend: str) -> web.Response:
 async def order_elsewhere(pools: UpstreamPools, metrics: ProxyMetrics, route: Route, head: bytes,
                           request_id: str) -> web.Response | None:
     """The other backend's answer for an order the serving one does not know, if it knows it."""
-    answer = await _ask_other(pools, route, head, None)
+    answer = await ask_other(pools, route, head, None)
     if isinstance(answer, str):
         metrics.order_fallback(route.tenant, "error")
         return None
@@ -85,14 +88,6 @@ async def order_elsewhere(pools: UpstreamPools, metrics: ProxyMetrics, route: Ro
         return None
     metrics.order_fallback(route.tenant, "served")
     return _response(answer, request_id, route.other_backend)
-
-
-async def copy_notification(pools: UpstreamPools, route: Route, head: bytes, body: bytes) -> Exchanged | str:
-    """Deliver the notification to the other backend: its whole answer, or the kind of failure.
-
-    Awaited beside the primary's exchange (asyncio.gather in the handler), so it lives and dies
-    with the request: a client that goes away cancels both."""
-    return await _ask_other(pools, route, head, body)
 
 
 def settle_copy(metrics: ProxyMetrics, route: Route, request_id: str, body: bytes, answer: Exchanged | str,
