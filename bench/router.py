@@ -97,6 +97,21 @@ def start_nginx(group: ProcessGroup, workdir: Path, name: str, server_block: str
     return group.start(f"nginx-{name}", [binary, "-p", str(prefix), "-c", str(conf)])
 
 
+def launch_router(group: ProcessGroup, name: str, config: Path, port: int, admin: int, *, workers: int,
+                  event_loop: str = "uvloop", extra: tuple[str, ...] = (),
+                  metrics_dir: Path | None = None) -> Child:
+    """Start `python -m proxy.router` (not waiting for it); its multiprocess metrics files go to
+    `metrics_dir` if given, else to a folder of the supervisor's own."""
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    if metrics_dir is not None:
+        metrics_dir.mkdir(parents=True, exist_ok=True)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    return group.start(name, [
+        sys.executable, "-m", "proxy.router", "--config", str(config), "--listen", f"127.0.0.1:{port}",
+        "--admin-listen", f"127.0.0.1:{admin}", "--workers", str(workers), "--log-level", "WARNING",
+        "--event-loop", event_loop, *extra], env)
+
+
 @dataclass
 class Result:
     name: str
@@ -198,7 +213,7 @@ def main() -> int:
                       location / {{ default_type application/json; return 200 '{BODY}'; }} }}""", 1)
             upstream_kind = "nginx return 200 (1 worker)"
         else:
-            group.start("upstream", [sys.executable, "-m", "proxy.echo", "--name", "v1",
+            group.start("upstream", [sys.executable, "-m", "standins.echo", "--name", "v1",
                                      "--listen", f"127.0.0.1:{up_port}"])
             upstream_kind = "aiohttp echo backend"
         wait_port(up_port)
@@ -216,19 +231,15 @@ def main() -> int:
         routing = workdir / "routing.yaml"
         routing.write_text(textwrap.dedent(f"""\
             upstreams:
-              v1: {{url: "http://127.0.0.1:{up_port}"}}
+              v1: {{url: "http://127.0.0.1:{up_port}", tenants: [buatfilm]}}
               v2: {{url: "http://127.0.0.1:{up_port}"}}
             base_domain: agentbar.ai
             tenants:
               buatfilm: {{backend: v1}}
             """))
-        env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
 
         def start_router(name: str, config: Path, port: int, admin: int) -> Child:
-            child = group.start(name, [
-                sys.executable, "-m", "proxy", "--config", str(config), "--listen", f"127.0.0.1:{port}",
-                "--admin-listen", f"127.0.0.1:{admin}", "--workers", str(ns.workers), "--log-level", "WARNING",
-                "--event-loop", ns.event_loop], env)
+            child = launch_router(group, name, config, port, admin, workers=ns.workers, event_loop=ns.event_loop)
             wait_port(port)
             return child
 

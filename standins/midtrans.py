@@ -3,12 +3,17 @@
 It honours the contract v2 depends on (see the project's Midtrans notes):
 - `POST /{sandbox|production}/snap/v1/transactions`: HTTP Basic with a known server key of that
   environment (401 otherwise), 400 for a malformed body or an order id already used with that key,
-  201 `{token, redirect_url}`. The `X-Override-Notification` header is remembered per transaction.
-- `GET /{env}/v2/{order_id}/status`: the transaction as Midtrans would report it.
+  201 `{token, redirect_url}`. The `X-Override-Notification` header and the `callbacks` (where
+  Snap sends the buyer) are remembered per transaction.
+- `GET /{env}/v2/{order_id}/status` (Get Status): the transaction as Midtrans reports it, with the
+  same fields as a notification (signed), or JSON `status_code: "404"` for an order it does not know.
 - `POST /_fake/notify`: deliver correctly signed notifications for a transaction to its notification
   URL: one status or a `sequence` (any order), `repeat` copies, a wrong `gross_amount`, or `forge`
-  a bad signature. Answers with what each delivery got back.
-- `POST /_fake/fail`: make the next N Snap calls fail (500 or a hang), to exercise retries.
+  a bad signature. The transaction takes each status as it is sent (Get Status then agrees).
+  Answers with what each delivery got back.
+- `POST /_fake/status`: set a transaction's status without notifying (settle, deny, expire, refund...).
+- `POST /_fake/fail`: make the next N calls fail (500 or a hang): Snap by default, `"api": "status"`
+  for Get Status.
 - `GET /_fake/transactions`, `GET /_fake/deliveries`: what happened, for tests and demos.
 
 Deliveries only go to loopback addresses. It keeps everything in memory.
@@ -33,11 +38,21 @@ from aiohttp import web
 
 from controlplane.config.address import parse_listen
 
-_ORDER_ID_RE = re.compile(r"^[A-Za-z0-9._~-]{1,50}$")
+_ORDER_ID_RE = re.compile(r"[A-Za-z0-9._~-]{1,50}")
 _PREFIX = {"sandbox": "SB-Mid-server-", "production": "Mid-server-"}
 STATUS_CODES = {"settlement": "200", "capture": "200", "refund": "200", "partial_refund": "200",
                 "chargeback": "200", "pending": "201", "authorize": "201", "deny": "202", "cancel": "202",
                 "expire": "202", "failure": "202"}
+APIS = ("snap", "status")
+
+
+def status_code_for(status: str, fraud_status: str | None = None) -> str:
+    """The code Midtrans sends with a status: a challenged capture is still pending (201)."""
+    if status == "capture" and fraud_status == "challenge":
+        return "201"
+    if status == "capture" and fraud_status == "deny":
+        return "202"
+    return STATUS_CODES.get(status, "200")
 
 
 @dataclass
@@ -50,7 +65,9 @@ class Transaction:
     transaction_id: str
     notification_urls: list[str]
     status: str = "pending"
+    fraud_status: str | None = None
     payment_type: str = "bank_transfer"
+    callbacks: dict[str, Any] = field(default_factory=dict)  # as the Snap request sent them
 
 
 @dataclass
@@ -85,7 +102,10 @@ class FakeMidtrans:
         self.transactions: dict[tuple[str, str], Transaction] = {}
         self.deliveries: list[Delivery] = []
         self.snap_calls = 0
-        self._failures: list[str] = []
+        self.status_calls = 0
+        self._failures: list[str] = []  # Snap's
+        self._status_failures: list[str] = []
+        self._released = asyncio.Event()  # ends every hang when the server shuts down
         self._session: aiohttp.ClientSession | None = None
 
     def add_key(self, key: str) -> None:
@@ -105,15 +125,26 @@ class FakeMidtrans:
             return None  # a sandbox key on the production endpoint, or the reverse
         return user
 
+    def fail_next(self, api: str = "snap", mode: str = "500", count: int = 1) -> None:
+        """The next `count` calls of `api` (snap, status) answer 500, or hang (mode "hang")."""
+        if api not in APIS or mode not in ("500", "hang"):
+            raise ValueError(f"unknown api {api!r} or mode {mode!r}")
+        (self._failures if api == "snap" else self._status_failures).extend([mode] * count)
+
+    async def _failed(self, failures: list[str]) -> web.Response | None:
+        if not failures:
+            return None
+        if failures.pop(0) == "hang":
+            await self._released.wait()
+        return web.json_response({"status_code": "500", "error_messages": [
+            "Sorry, we encountered internal server error"]}, status=500)
+
     async def snap_create(self, request: web.Request) -> web.Response:
         self.snap_calls += 1
         environment = request.match_info["env"]
-        if self._failures:
-            mode = self._failures.pop(0)
-            if mode == "hang":
-                await asyncio.sleep(3600)
-            return web.json_response({"error_messages": ["Sorry, we encountered internal server error"]},
-                                     status=500)
+        failed = await self._failed(self._failures)
+        if failed is not None:
+            return failed
         key = self._key_from(request, environment)
         if key is None:
             return web.json_response({"status_code": "401", "error_messages": [
@@ -125,7 +156,7 @@ class FakeMidtrans:
         except (ValueError, KeyError, TypeError):
             return web.json_response({"error_messages": ["transaction_details is required"]}, status=400)
         problems = []
-        if not isinstance(order_id, str) or not _ORDER_ID_RE.match(order_id):
+        if not isinstance(order_id, str) or not _ORDER_ID_RE.fullmatch(order_id):
             problems.append("transaction_details.order_id is invalid")
         if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1:
             problems.append("transaction_details.gross_amount must be an integer of at least 1")
@@ -139,8 +170,10 @@ class FakeMidtrans:
         if not urls and self.default_notification_url:
             urls = [self.default_notification_url]
         token = str(uuid.uuid4())
+        callbacks = body.get("callbacks") if isinstance(body, dict) else None
         self.transactions[(key, order_id)] = Transaction(order_id, amount, key, environment, token,
-                                                         str(uuid.uuid4()), urls)
+                                                         str(uuid.uuid4()), urls,
+                                                         callbacks=dict(callbacks or {}))
         return web.json_response({"token": token,
                                   "redirect_url": f"{self.public_url}/snap/v4/redirection/{token}"}, status=201)
 
@@ -150,22 +183,44 @@ class FakeMidtrans:
                 return transaction
         return None
 
+    def set_status(self, order_id: str, status: str, *, fraud_status: str | None = None,
+                   server_key: str | None = None) -> Transaction:
+        """What Midtrans now holds for the order (what Get Status reports); nothing is delivered."""
+        transaction = self._find(order_id, server_key)
+        if transaction is None:
+            raise KeyError(order_id)
+        transaction.status, transaction.fraud_status = status, fraud_status
+        return transaction
+
     async def status(self, request: web.Request) -> web.Response:
+        self.status_calls += 1
+        failed = await self._failed(self._status_failures)
+        if failed is not None:
+            return failed
         key = self._key_from(request, request.match_info["env"])
         if key is None:
-            return web.json_response({"status_code": "401"}, status=401)
+            return web.json_response({"status_code": "401", "status_message": "Unauthorized"}, status=401)
         transaction = self._find(request.match_info["order_id"], key)
         if transaction is None:
             return web.json_response({"status_code": "404", "status_message": "Transaction doesn't exist."})
-        return web.json_response({"status_code": STATUS_CODES.get(transaction.status, "201"),
-                                  "order_id": transaction.order_id, "transaction_id": transaction.transaction_id,
-                                  "transaction_status": transaction.status,
-                                  "gross_amount": f"{transaction.gross_amount}.00"})
+        report = self.notification(transaction, transaction.status, fraud_status=transaction.fraud_status)
+        return web.json_response({**report, "status_message": "Success, transaction is found"})
+
+    async def set_status_http(self, request: web.Request) -> web.Response:
+        spec = await request.json()
+        try:
+            transaction = self.set_status(spec["order_id"], spec["transaction_status"],
+                                          fraud_status=spec.get("fraud_status"), server_key=spec.get("server_key"))
+        except KeyError:
+            return web.json_response({"error": f"no transaction for order {spec.get('order_id')}"}, status=404)
+        return web.json_response({"order_id": transaction.order_id, "transaction_status": transaction.status,
+                                  "fraud_status": transaction.fraud_status})
 
     def notification(self, transaction: Transaction, status: str, *, fraud_status: str | None = None,
                      gross_amount: str | None = None, forge: bool = False) -> dict[str, Any]:
+        """A signed report on the transaction: a notification, and (with the same fields) Get Status."""
         amount = gross_amount if gross_amount is not None else f"{transaction.gross_amount}.00"
-        code = STATUS_CODES.get(status, "200")
+        code = status_code_for(status, fraud_status)
         key = "SB-Mid-server-FORGED" if forge else transaction.server_key
         payload: dict[str, Any] = {
             "transaction_time": "2026-11-27 10:00:00", "transaction_status": status,
@@ -197,7 +252,7 @@ class FakeMidtrans:
             payload = self.notification(transaction, status, fraud_status=spec.get("fraud_status"),
                                         gross_amount=spec.get("gross_amount"), forge=bool(spec.get("forge")))
             if not spec.get("forge"):
-                transaction.status = status
+                transaction.status, transaction.fraud_status = status, spec.get("fraud_status")
             for _ in range(int(spec.get("repeat", 1))):
                 for url in urls:
                     results.append(await self._deliver(url, transaction.order_id, status, payload))
@@ -216,8 +271,13 @@ class FakeMidtrans:
 
     async def fail(self, request: web.Request) -> web.Response:
         spec = await request.json()
-        self._failures.extend([spec.get("mode", "500")] * int(spec.get("count", 1)))
-        return web.json_response({"pending_failures": len(self._failures)})
+        api = spec.get("api", "snap")
+        try:
+            self.fail_next(api, str(spec.get("mode", "500")), int(spec.get("count", 1)))
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"pending_failures": len(self._failures if api == "snap" else
+                                                          self._status_failures)})
 
     async def list_transactions(self, _: web.Request) -> web.Response:
         return web.json_response([{k: v for k, v in asdict(t).items() if k != "server_key"}
@@ -232,11 +292,16 @@ class FakeMidtrans:
             yield
             await self._session.close()
 
+        async def release(_: web.Application) -> None:
+            self._released.set()
+
         app = web.Application()
         app.cleanup_ctx.append(session)
+        app.on_shutdown.append(release)
         app.router.add_post("/{env:sandbox|production}/snap/v1/transactions", self.snap_create)
         app.router.add_get("/{env:sandbox|production}/v2/{order_id}/status", self.status)
         app.router.add_post("/_fake/notify", self.notify)
+        app.router.add_post("/_fake/status", self.set_status_http)
         app.router.add_post("/_fake/fail", self.fail)
         app.router.add_get("/_fake/transactions", self.list_transactions)
         app.router.add_get("/_fake/deliveries", self.list_deliveries)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 
 
@@ -38,6 +39,7 @@ def parse_listen(text: str) -> ListenAddress:
         if ":" in host:
             raise ValueError(f"'{text}': put an IPv6 address in brackets, e.g. [::1]:8080")
         host = host or "0.0.0.0"
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+    # str.isdigit() also accepts other scripts' digits ("٨٠"), which int() then reads
+    if not re.fullmatch(r"[0-9]{1,5}", port_text) or not 0 <= int(port_text) <= 65535:
         raise ValueError(f"'{text}': the port must be a number from 0 to 65535")
     return ListenAddress(host, int(port_text))

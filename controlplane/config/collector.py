@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -13,13 +14,13 @@ from controlplane.config.load import LoadedDocument
 Path_ = tuple[PathKey, ...]
 
 
-LABEL_RE: Final = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+LABEL_RE: Final = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 
 def is_hostname(value: str) -> bool:
     """A lower-case DNS name of labels (no port, no trailing dot, no wildcard)."""
     if not value or len(value) > 253:
         return False
-    return all(LABEL_RE.match(label) for label in value.split("."))
+    return all(LABEL_RE.fullmatch(label) for label in value.split("."))
 
 class Collector:
     """Walks the document; every check adds issues instead of stopping at the first."""
@@ -49,12 +50,20 @@ class Collector:
             return None
         return value.strip()
 
-    def number(self, value: Any, path: Path_, *, minimum: float, integer: bool = False) -> float | None:
+    def number(self, value: Any, path: Path_, *, minimum: float, maximum: float | None,
+               integer: bool = False) -> float | None:
+        """A finite number in [minimum, maximum]; `maximum=None` only where the caller checks its own."""
         if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
             self.add(path, f"must be {'an integer' if integer else 'a number'}, got {kind_of(value)}")
             return None
+        if not math.isfinite(value):  # .nan passes every comparison; .inf means "never"
+            self.add(path, f"must be a finite number, got {value}")
+            return None
         if value < minimum:
             self.add(path, f"must be at least {minimum:g}, got {value}")
+            return None
+        if maximum is not None and value > maximum:
+            self.add(path, f"must be at most {maximum:g}, got {value}")
             return None
         return float(value)
 

@@ -30,7 +30,14 @@ class ConfigIssue:
 
     def __str__(self) -> str:
         where = f"{self.source}:{self.line}" if self.line else self.source
-        return f"{where}: {self.path or '(document)'}: {self.message}"
+        return _one_line(f"{where}: {self.path or '(document)'}: {self.message}")
+
+
+def _one_line(text: str) -> str:
+    """Control characters written as escapes: a key such as "beta\n" cannot break the line."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 class ConfigError(Exception):

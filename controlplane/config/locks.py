@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from controlplane.config.model import Backend
+from controlplane.config.model import Backend, RoutingConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,3 +32,11 @@ def effective_backend(declared: Backend, lock: Lock | None) -> tuple[Backend, st
     if lock.backend == declared:
         return declared, None
     return lock.backend, f"rollback lock by {lock.actor}: {lock.reason}"
+
+
+def lock_refusal(config: RoutingConfig, slug: str, lock: Lock | None) -> str | None:
+    """Why a router will not apply `lock` (None: it applies it, or there is none): a lock sending a tenant
+    to v1 when v1 does not hold its orders would serve its customers another tenant's."""
+    if lock is None or lock.backend != "v1":
+        return None
+    return config.v1_refusal(slug)

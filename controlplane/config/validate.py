@@ -9,7 +9,7 @@ from typing import Any, Final, cast
 
 from controlplane.config.collector import LABEL_RE, Collector, Path_, check_url, is_hostname, kind_of
 from controlplane.config.issues import ConfigError
-from controlplane.config.load import LoadedDocument, parse_document, read_document
+from controlplane.config.load import LoadedDocument, decode, parse_document, unexpected_as_issue
 from controlplane.config.model import (
     BACKENDS,
     DEFAULT_TRUSTED_PROXIES,
@@ -20,22 +20,31 @@ from controlplane.config.model import (
     NginxSpec,
     RolloutPolicy,
     RoutingConfig,
+    ServerLimits,
     ShadowLimits,
     TenantSpec,
     UpstreamSpec,
 )
+from controlplane.config.read import read_regular
 from controlplane.config.sections import (
+    MAX_HOURS,
     cutover_section,
+    health_section,
+    limits_section,
     nginx_section,
     rollout_section,
     shadow_limits_section,
     shadow_section,
 )
+from controlplane.config.site import tenant_sites
 
 TOP_KEYS: Final = {"upstreams", "base_domain", "platform_subdomains", "trusted_proxies", "tenants", "nginx", "shadow",
-                   "rollout", "cutover"}
-UPSTREAM_KEYS: Final = {"url", "connect_timeout_s", "read_timeout_s", "pool_size", "tenants"}
-TENANT_KEYS: Final = {"backend", "hosts", "via", "shadow", "rollout", "webhooks"}
+                   "rollout", "cutover", "limits"}
+UPSTREAM_KEYS: Final = {"url", "connect_timeout_s", "read_timeout_s", "pool_size", "tenants", "health"}
+# key, minimum, maximum, integer: a timeout is finite (.inf would let pool waits never end)
+UPSTREAM_NUMBERS: Final = (("connect_timeout_s", 0.001, 300.0, False), ("read_timeout_s", 0.001, 3600.0, False),
+                           ("pool_size", 1, 10_000, True))
+TENANT_KEYS: Final = {"backend", "hosts", "via", "shadow", "rollout", "webhooks", "site"}
 # The routing file says soak_hours; the policy keeps seconds.
 def _upstream(c: Collector, name: Backend, value: Any, path: Path_) -> UpstreamSpec | None:
     if not c.mapping(value, path, UPSTREAM_KEYS, {"url"}):
@@ -44,32 +53,50 @@ def _upstream(c: Collector, name: Backend, value: Any, path: Path_) -> UpstreamS
     if url is not None:
         url = check_url(c, url, (*path, "url"))
     kwargs: dict[str, Any] = {}
-    for key, minimum, integer in (
-        ("connect_timeout_s", 0.001, False),
-        ("read_timeout_s", 0.001, False),
-        ("pool_size", 1, True),
-    ):
+    for key, minimum, maximum, integer in UPSTREAM_NUMBERS:
         if key in value:
-            number = c.number(value[key], (*path, key), minimum=minimum, integer=integer)
+            number = c.number(value[key], (*path, key), minimum=minimum, maximum=maximum, integer=integer)
             if number is not None:
                 kwargs[key] = int(number) if integer else number
+    if "health" in value:
+        health = health_section(c, value["health"], (*path, "health"))
+        if health is None:
+            return None
+        kwargs["health"] = health
     if url is None:
         return None
     return UpstreamSpec(name=name, url=url, **kwargs)
 
 
-def _v1_tenants(c: Collector, raw: dict[str, Any], tenants: dict[str, TenantSpec]) -> frozenset[str]:
-    """`upstreams.v1.tenants`: whose orders v1's database holds (v1 is single-tenant)."""
+def _v1_tenants(c: Collector, raw: dict[str, Any], tenants: dict[str, TenantSpec],
+                named: frozenset[str]) -> frozenset[str] | None:
+    """`upstreams.v1.tenants`: whose orders v1's database holds (v1 is single-tenant); None when the
+    file does not say."""
     if isinstance(raw.get("v2"), dict) and "tenants" in raw["v2"]:
         c.add(("upstreams", "v2", "tenants"), "v2 is multi-tenant: it keeps each tenant's orders apart by itself")
     if not isinstance(raw.get("v1"), dict) or "tenants" not in raw["v1"]:
-        return frozenset()
+        return None
     found = set()
     for path, slug in c.string_list(raw["v1"]["tenants"], ("upstreams", "v1", "tenants")):
-        if slug not in tenants:
+        if slug not in named:  # a tenant with issues of its own is still a tenant of the file
             c.add(path, f"'{slug}' is not a tenant of this file")
         found.add(slug)
+    held = _some(found)
+    for slug, tenant in tenants.items():
+        if tenant.backend == "v1" and slug not in found:
+            c.add(("tenants", slug, "backend"),
+                  f"v1 does not hold {slug}'s orders (upstreams.v1.tenants: {held}): "
+                  f"v1 is single-tenant, so it would serve {slug}'s customers another tenant's orders")
     return frozenset(found)
+
+
+def _some(slugs: set[str], shown: int = 5) -> str:
+    """A few slugs of a set, for a message that stays short however many tenants the file has."""
+    if not slugs:
+        return "none"
+    first = sorted(slugs)[:shown]
+    more = f" and {len(slugs) - shown} more" if len(slugs) > shown else ""
+    return ", ".join(first) + more
 
 
 def _network(c: Collector, text: str, path: Path_) -> IPNetwork | None:
@@ -81,7 +108,12 @@ def _network(c: Collector, text: str, path: Path_) -> IPNetwork | None:
 
 
 def build_config(doc: LoadedDocument, digest: str = "") -> RoutingConfig:
-    """Validate the whole document; raise ConfigError listing every issue."""
+    """Validate the whole document; raise ConfigError listing every issue (and nothing else)."""
+    with unexpected_as_issue(doc.source, "validate the file"):
+        return _build(doc, digest)
+
+
+def _build(doc: LoadedDocument, digest: str) -> RoutingConfig:
     c = Collector(doc)
     data = doc.data
     if not c.mapping(data, (), TOP_KEYS, {"upstreams", "base_domain", "tenants"}):
@@ -107,7 +139,7 @@ def build_config(doc: LoadedDocument, digest: str = "") -> RoutingConfig:
     platform: set[str] = set()
     for path, text in c.string_list(data.get("platform_subdomains", []), ("platform_subdomains",)):
         label = text.lower()
-        if not LABEL_RE.match(label):
+        if not LABEL_RE.fullmatch(label):
             c.add(path, f"'{text}' is not a single DNS label")
         elif label in platform:
             c.add(path, f"'{label}' is listed twice")
@@ -121,11 +153,20 @@ def build_config(doc: LoadedDocument, digest: str = "") -> RoutingConfig:
             trusted.append(network)
 
     tenants = _tenants(c, data.get("tenants"), base_domain, platform)
-    v1_tenants = _v1_tenants(c, raw_upstreams, tenants) if isinstance(raw_upstreams, dict) else frozenset()
+    tenants = tenant_sites(c, data.get("tenants"), tenants)
+    raw_tenants = data.get("tenants")
+    named = frozenset(str(k) for k in raw_tenants) if isinstance(raw_tenants, dict) else frozenset()
+    declared = _v1_tenants(c, raw_upstreams, tenants, named) if isinstance(raw_upstreams, dict) else None
+    if declared is None:
+        for slug in sorted(s for s, t in tenants.items() if t.backend == "v1"):
+            c.add(("tenants", slug, "backend"), f"{slug} is on v1, but the file does not say whose orders v1 "
+                  "holds: list them in upstreams.v1.tenants (v1 is single-tenant; only a tenant listed there "
+                  "may be served by it, or moved back to it)")
     nginx = nginx_section(c, data["nginx"]) if "nginx" in data else NginxSpec()
     limits = shadow_limits_section(c, data["shadow"]) if "shadow" in data else ShadowLimits()
     rollout = rollout_section(c, data["rollout"]) if "rollout" in data else RolloutPolicy()
     cutover = cutover_section(c, data["cutover"]) if "cutover" in data else CutoverPolicy()
+    server_limits = limits_section(c, data["limits"]) if "limits" in data else ServerLimits()
     if c.issues:
         raise ConfigError(tuple(sorted(c.issues, key=lambda i: (i.line, i.path))))
     return RoutingConfig(
@@ -138,7 +179,9 @@ def build_config(doc: LoadedDocument, digest: str = "") -> RoutingConfig:
         shadow_limits=limits,
         rollout=rollout,
         cutover=cutover,
-        v1_tenants=v1_tenants,
+        limits=server_limits,
+        v1_tenants=declared or frozenset(),
+        v1_tenants_declared=declared is not None,
         source=doc.source,
         digest=digest,
     )
@@ -157,7 +200,7 @@ def _tenants(
     for slug in raw:
         path: Path_ = ("tenants", slug)
         entry = raw[slug]
-        if not SLUG_RE.match(str(slug)):
+        if not SLUG_RE.fullmatch(str(slug)):
             c.add(path, f"'{slug}' is not a valid slug (lower-case letters, digits and '-', "
                         "1-63 characters, not starting or ending with '-')")
         elif slug in platform:
@@ -213,9 +256,10 @@ def _tenants(
         soak_s = None
         if "rollout" in entry and c.mapping(entry["rollout"], (*path, "rollout"), {"soak_hours"}, set()) \
                 and "soak_hours" in entry["rollout"]:
-            hours = c.number(entry["rollout"]["soak_hours"], (*path, "rollout", "soak_hours"), minimum=0.01)
+            hours = c.number(entry["rollout"]["soak_hours"], (*path, "rollout", "soak_hours"), minimum=0.01,
+                             maximum=MAX_HOURS)
             soak_s = hours * 3600 if hours is not None else None
-        if backend in BACKENDS and SLUG_RE.match(str(slug)):
+        if backend in BACKENDS and SLUG_RE.fullmatch(str(slug)):
             tenants[slug] = TenantSpec(slug=slug, backend=cast(Backend, backend),
                                        hosts=tuple(dict.fromkeys(hosts)), via=via, shadow=shadow, soak_s=soak_s,
                                        webhooks=webhooks)
@@ -224,8 +268,12 @@ def _tenants(
 
 def load_config(path: str | Path) -> RoutingConfig:
     """Read, parse and validate a routing file; raise ConfigError with every issue."""
-    doc, raw = read_document(path)
-    return build_config(doc, digest=hashlib.sha256(raw).hexdigest())
+    contents = read_regular(path)
+    return load_config_bytes(contents.raw, str(path), contents.digest)
+
+
+def load_config_bytes(raw: bytes, source: str, digest: str) -> RoutingConfig:
+    return build_config(parse_document(decode(raw, source), source), digest=digest)
 
 
 def load_config_text(text: str, source: str = "<text>") -> RoutingConfig:

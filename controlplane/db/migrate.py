@@ -1,14 +1,16 @@
 """Versioned SQL migrations, applied in order, recorded, and safe to re-run.
 
-`migrate()` creates the owner and application roles if missing (and re-asserts that the
-application role can bypass nothing), creates the schema, then applies every migration file not
-yet recorded, each in its own transaction, as the owner role. An advisory lock keeps two
-concurrent runs from racing; a recorded migration whose file has since changed is refused.
+`migrate()` creates the owner role and the login roles the migrations grant to ({app}, {router},
+{control}) if missing (and re-asserts that the login roles can bypass nothing), creates the schema,
+then applies every migration file not yet recorded, each in its own transaction, as the owner
+role. An advisory lock keeps two concurrent runs from racing; a recorded migration whose file has
+since changed is refused.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -42,9 +44,9 @@ class MigrationReport:
     roles_created: list[str] = field(default_factory=list)
 
 
-def bundled_migrations(folder_name: str = "migrations") -> list[Migration]:
-    """`migrations` (the payments schema) or `state_migrations` (the control plane's state)."""
-    folder = resources.files("controlplane.db") / folder_name
+def bundled_migrations(package: str = "controlplane.db") -> list[Migration]:
+    """The `migrations/` folder of `package`: controlplane.db (payments) or controlplane.state."""
+    folder = resources.files(package) / "migrations"
     out = []
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".sql"):
@@ -58,31 +60,39 @@ def _role_exists(conn: psycopg.Connection[tuple[object, ...]], role: str) -> boo
 
 
 def ensure_roles(conn: psycopg.Connection[tuple[object, ...]], layout: DatabaseLayout,
-                 app_password: str | None, report: MigrationReport) -> None:
-    owner, app = sql.Identifier(layout.owner_role), sql.Identifier(layout.app_role)
+                 migrations: Sequence[Migration], passwords: Mapping[str, str | None], report: MigrationReport) -> None:
+    """The owner, and each login role a migration names (`passwords`: role name -> password, or None to keep it)."""
+    owner = sql.Identifier(layout.owner_role)
     if not _role_exists(conn, layout.owner_role):
         conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(owner))
         report.roles_created.append(layout.owner_role)
-    if not _role_exists(conn, layout.app_role):
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(app))
-        report.roles_created.append(layout.app_role)
-    # Re-asserted on every run: the service's role must never bypass row-level security.
-    conn.execute(sql.SQL("ALTER ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE").format(app))
-    if app_password is not None:
-        conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(app, sql.Literal(app_password)))
+    for placeholder, name in layout.login_roles().items():
+        if not any(placeholder in m.sql for m in migrations):
+            continue
+        role = sql.Identifier(name)
+        if not _role_exists(conn, name):
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(role))
+            report.roles_created.append(name)
+        # Re-asserted on every run: the servers' roles must never bypass row-level security.
+        conn.execute(sql.SQL("ALTER ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE").format(role))
+        password = passwords.get(name)
+        if password is not None:
+            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(role, sql.Literal(password)))
     # The migrating user must be able to SET ROLE to the owner (a superuser always can).
     conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(owner))
 
 
 def migrate(admin_url: str, layout: DatabaseLayout = DEFAULT_LAYOUT,
             app_password: str | None = None,
-            migrations: list[Migration] | None = None) -> MigrationReport:
+            migrations: list[Migration] | None = None, *,
+            router_password: str | None = None, control_password: str | None = None) -> MigrationReport:
     report = MigrationReport()
     wanted = bundled_migrations() if migrations is None else migrations
     with psycopg.connect(admin_url, autocommit=True) as conn:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-            ensure_roles(conn, layout, app_password, report)
+            ensure_roles(conn, layout, wanted, {layout.app_role: app_password, layout.router_role: router_password,
+                                                layout.control_role: control_password}, report)
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
                 sql.Identifier(layout.schema), sql.Identifier(layout.owner_role)))
             conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(layout.owner_role)))

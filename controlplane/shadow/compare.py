@@ -1,7 +1,15 @@
 """Comparing a primary answer with its shadow: normalise, then a structured diff by JSON path.
 
 Pure functions. A Difference names the path, the kind (missing / extra / type_changed /
-value_changed / status) and both values; the caller decides which paths are noise.
+value_changed / status) and both values; the caller decides which paths are noise. A type
+difference (`"149000.00"` on one side, `149000` on the other) is always its own kind, never folded
+into a value difference, whatever the numeric tolerance.
+
+Two ways to set a path aside:
+- `ignore`: the value is not compared, but whether the field exists still is (either way, and
+  whatever `ignore_extra_fields` says): a `paymentUrl` that differs per answer is fine, one that is
+  absent on one side is a `missing` / `extra` difference.
+- `ignore_entirely`: neither the value nor the presence is compared.
 """
 
 from __future__ import annotations
@@ -15,18 +23,18 @@ from typing import Any, Final, Literal
 DifferenceKind = Literal["status", "missing", "extra", "type_changed", "value_changed", "body"]
 
 _ID_SEGMENT: Final = re.compile(
-    r"^(?:\d+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-    r"|(?=[A-Za-z0-9._~-]*\d)[A-Za-z0-9._~-]{6,})$")
+    r"(?:\d+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|(?=[A-Za-z0-9._~-]*\d)[A-Za-z0-9._~-]{6,})")
 # Known routes of the payment API, then a generic rule: segments that look like ids become {id}.
-_TEMPLATES: Final = ((re.compile(r"^/orders/[^/]+/status$"), "/orders/{id}/status"),)
+_TEMPLATES: Final = ((re.compile(r"/orders/[^/]+/status"), "/orders/{id}/status"),)
 
 
 def endpoint_template(method: str, path: str) -> str:
     """`GET /orders/261225AB12CD/status` -> `GET /orders/{id}/status`: bounded, never a raw path."""
     for pattern, template in _TEMPLATES:
-        if pattern.match(path):
+        if pattern.fullmatch(path):
             return f"{method} {template}"
-    segments = ["{id}" if _ID_SEGMENT.match(s) else s for s in path.split("/")]
+    segments = ["{id}" if _ID_SEGMENT.fullmatch(s) else s for s in path.split("/")]
     return f"{method} {'/'.join(segments)[:120]}"
 
 
@@ -35,6 +43,7 @@ class Normalisation:
     """Declared in the routing file per tenant: what differences do not count."""
 
     ignore: frozenset[str] = frozenset()  # JSON paths, e.g. "$.token"; "$.a[*].b" matches every item
+    ignore_entirely: frozenset[str] = frozenset()  # neither value nor presence compared
     case_insensitive: frozenset[str] = frozenset()
     numeric_tolerance: float = 0.0  # absolute
     ignore_extra_fields: bool = True  # fields only the shadow has are compatible additions
@@ -61,23 +70,29 @@ def _generic(path: str) -> str:
     return re.sub(r"\[\d+\]", "[*]", path)
 
 
-def _listed(path: str, paths: frozenset[str]) -> bool:
+def listed(path: str, paths: frozenset[str]) -> bool:
+    """Whether a concrete path (`$.items[3].at`) is one of `paths`, itself or as `$.items[*].at`."""
     return path in paths or _generic(path) in paths
 
 
 def _walk(primary: Any, shadow: Any, path: str, rules: Normalisation) -> Iterator[Difference]:
-    if _listed(path, rules.ignore):
+    if listed(path, rules.ignore) or listed(path, rules.ignore_entirely):
         return
     if isinstance(primary, dict) and isinstance(shadow, dict):
         for key in primary.keys() | shadow.keys():
             child = f"{path}.{key}"
-            if _listed(child, rules.ignore):
+            if listed(child, rules.ignore_entirely):
                 continue
+            # A field whose value is ignored is a field both sides are known to have: its absence
+            # on either side counts, even where extra fields otherwise do not.
+            declared = listed(child, rules.ignore)
             if key not in shadow:
                 yield Difference(child, "missing", primary[key], None)
             elif key not in primary:
-                if not rules.ignore_extra_fields:
+                if declared or not rules.ignore_extra_fields:
                     yield Difference(child, "extra", None, shadow[key])
+            elif declared:
+                continue
             else:
                 yield from _walk(primary[key], shadow[key], child, rules)
         return
@@ -100,7 +115,7 @@ def _walk(primary: Any, shadow: Any, path: str, rules: Normalisation) -> Iterato
     if type(primary) is not type(shadow):
         yield Difference(path, "type_changed", primary, shadow)
         return
-    if isinstance(primary, str) and _listed(path, rules.case_insensitive):
+    if isinstance(primary, str) and listed(path, rules.case_insensitive):
         if primary.casefold() != shadow.casefold():
             yield Difference(path, "value_changed", primary, shadow)
         return

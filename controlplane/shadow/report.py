@@ -1,8 +1,12 @@
 """`dualstack shadow report`: what shadow comparisons showed for a tenant, as HTML, JSON or Markdown.
 
 Data comes from the state database (written by the routers); everything in it was redacted before
-it was stored. The HTML has no external assets: charts are inline SVG, computed here, so ops can
-open the file from disk or an email.
+it was stored. The match rate is controlplane/shadow/matchrate.py's (noise and not_replicated, the
+shadow's sync lag confirmed by asking again, are shown, and are neither a match nor a mismatch).
+Field differences are shown by kind (a type difference, `"149000.00"` against `149000`, is its own
+kind, apart from value differences), and the counts by the backend that was primary, so minutes
+before and after a flip are not mixed. The HTML has no external assets: charts are inline SVG, computed here, so ops
+can open the file from disk or an email.
 """
 
 from __future__ import annotations
@@ -16,14 +20,19 @@ from typing import Any, Final
 
 import jinja2
 import psycopg
-from psycopg import sql
 
-from controlplane.rollout.stats import wilson
+from controlplane.shadow.matchrate import MatchRate
 from controlplane.shadow.redact import redact_value
 from controlplane.shadow.samples import LATENCY_BUCKETS_MS
+from controlplane.state import shadow_samples
 
 TEMPLATES: Final = Path(__file__).resolve().parents[2] / "templates" / "report"
 TOP_FIELDS: Final = 10
+KIND_LABELS: Final = {
+    "status": "HTTP status differs", "type_changed": "type differs (e.g. a string against a number)",
+    "value_changed": "value differs", "missing": "only the primary has the field",
+    "extra": "only the shadow has the field", "body": "non-JSON bodies differ",
+}
 EXAMPLES_PER_FIELD: Final = 3
 MAX_TIMELINE_POINTS: Final = 48
 
@@ -35,6 +44,7 @@ class EndpointRow:
     matches: int
     mismatches: int
     noise: int
+    not_replicated: int
     match_rate: float
     ci_low: float
     ci_high: float
@@ -58,10 +68,13 @@ class ReportData:
     matches: int
     mismatches: int
     noise: int
+    not_replicated: int
     match_rate: float
     ci_low: float
     ci_high: float
     endpoints: list[EndpointRow]
+    by_primary: list[EndpointRow]  # one row per backend that was primary ("endpoint" names the backend)
+    kinds: dict[str, int]  # field differences by kind
     fields: list[FieldRow]
     latency_buckets_ms: list[int]
     primary_latency: list[int]
@@ -69,51 +82,31 @@ class ReportData:
     timeline: list[tuple[str, int, int]]  # (bucket start, comparisons, mismatches)
 
 
+def endpoint_row(endpoint: str, rate: MatchRate) -> EndpointRow:
+    low, high = rate.interval
+    return EndpointRow(endpoint, rate.comparisons, rate.matches, rate.mismatches, rate.noise, rate.not_replicated,
+                       rate.rate, low, high)
+
+
 def load(conn: psycopg.Connection[Any], schema: str, tenant: str, since: datetime, until: datetime) -> ReportData:
-    s = sql.Identifier(schema)
-    rows = conn.execute(sql.SQL(
-        "SELECT endpoint, sum(matches), sum(mismatches), sum(noise) FROM {}.shadow_counts "
-        "WHERE tenant = %s AND minute >= %s AND minute < %s GROUP BY endpoint ORDER BY endpoint").format(s),
-        (tenant, since, until)).fetchall()
-    endpoints = []
-    for endpoint, m, mm, n in rows:
-        m, mm, n = int(m), int(mm), int(n)
-        good, total = m + n, m + mm + n
-        low, high = wilson(good, total)
-        endpoints.append(EndpointRow(endpoint, total, m, mm, n, good / total if total else 0.0, low, high))
-    matches = sum(e.matches for e in endpoints)
-    mismatches = sum(e.mismatches for e in endpoints)
-    noise = sum(e.noise for e in endpoints)
-    total = matches + mismatches + noise
-    low, high = wilson(matches + noise, total)
-    field_rows = conn.execute(sql.SQL(
-        "SELECT endpoint, path, kind, sum(count) AS n FROM {}.shadow_fields WHERE tenant = %s AND minute >= %s "
-        "AND minute < %s GROUP BY endpoint, path, kind ORDER BY n DESC, endpoint, path LIMIT %s").format(s),
-        (tenant, since, until, TOP_FIELDS)).fetchall()
-    fields = []
-    for endpoint, path, kind, n in field_rows:
-        examples = conn.execute(sql.SQL(
-            "SELECT primary_value, shadow_value FROM {}.shadow_samples WHERE tenant = %s AND endpoint = %s "
-            "AND path = %s AND recorded_at >= %s ORDER BY recorded_at DESC LIMIT %s").format(s),
-            (tenant, endpoint, path, since, EXAMPLES_PER_FIELD)).fetchall()
+    rates = shadow_samples.endpoint_rates(conn, schema, tenant, since, until)
+    overall = MatchRate.total(rates.values())
+    low, high = overall.interval
+    fields = [
         # Stored values were redacted by the router; redact again so a report can never leak.
-        fields.append(FieldRow(endpoint, path, kind, int(n),
-                               [(redact_value(p), redact_value(v)) for p, v in examples]))
-    primary = [0] * (len(LATENCY_BUCKETS_MS) + 1)
-    shadow = list(primary)
-    for p_buckets, s_buckets in conn.execute(sql.SQL(
-            "SELECT primary_buckets, shadow_buckets FROM {}.shadow_counts WHERE tenant = %s AND minute >= %s "
-            "AND minute < %s").format(s), (tenant, since, until)):
-        primary = [a + int(b) for a, b in zip(primary, p_buckets, strict=False)]
-        shadow = [a + int(b) for a, b in zip(shadow, s_buckets, strict=False)]
+        FieldRow(endpoint, path, kind, n, [(redact_value(p), redact_value(v)) for p, v in shadow_samples.examples(
+            conn, schema, tenant, endpoint, path, since, EXAMPLES_PER_FIELD)])
+        for endpoint, path, kind, n in shadow_samples.top_fields(conn, schema, tenant, since, until, TOP_FIELDS)]
+    primary, shadow = shadow_samples.latency(conn, schema, tenant, since, until)
     width_s = max(60, math.ceil((until - since).total_seconds() / MAX_TIMELINE_POINTS / 60) * 60)
-    timeline = [(start.isoformat(), int(c), int(mm)) for start, c, mm in conn.execute(sql.SQL(
-        "SELECT to_timestamp(floor(extract(epoch FROM minute) / %s) * %s) AS t, "
-        "sum(matches + mismatches + noise), sum(mismatches) FROM {}.shadow_counts "
-        "WHERE tenant = %s AND minute >= %s AND minute < %s GROUP BY t ORDER BY t").format(s),
-        (width_s, width_s, tenant, since, until))]
-    return ReportData(tenant, since.isoformat(), until.isoformat(), total, matches, mismatches, noise,
-                      (matches + noise) / total if total else 0.0, low, high, endpoints, fields,
+    timeline = [(start.isoformat(), c, mm)
+                for start, c, mm in shadow_samples.timeline(conn, schema, tenant, since, until, width_s)]
+    by_primary = shadow_samples.backend_rates(conn, schema, tenant, since, until)
+    return ReportData(tenant, since.isoformat(), until.isoformat(), overall.comparisons, overall.matches,
+                      overall.mismatches, overall.noise, overall.not_replicated, overall.rate, low, high,
+                      [endpoint_row(endpoint, rate) for endpoint, rate in rates.items()],
+                      [endpoint_row(backend, rate) for backend, rate in by_primary.items()],
+                      shadow_samples.kinds(conn, schema, tenant, since, until), fields,
                       list(LATENCY_BUCKETS_MS), primary, shadow, timeline)
 
 
@@ -138,18 +131,43 @@ def _percent(value: float) -> str:
     return f"{value * 100:.1f}%"
 
 
+def no_rate_yet(data: ReportData) -> str | None:
+    """What a report leads with when there is no match rate to give (a rate of 0 of 0 is no rate);
+    None when there is one."""
+    if data.comparisons == 0:
+        return (f"There are no comparisons yet for {data.tenant} in this window: is the tenant shadowed "
+                "(`shadow:` in its routing-file entry), and does its traffic reach the router?")
+    if data.matches + data.mismatches == 0:
+        return (f"No match rate yet: none of the {data.comparisons} comparisons matched or mismatched "
+                f"({data.noise} noise, {data.not_replicated} not replicated yet).")
+    return None
+
+
 def render_markdown(data: ReportData) -> str:
+    rate = no_rate_yet(data) or (
+        f"match rate: {_percent(data.match_rate)} (95% CI {_percent(data.ci_low)} to "
+        f"{_percent(data.ci_high)}) of {data.matches + data.mismatches} matches and mismatches; noise and "
+        "not replicated (the shadow answered 404, then found the order when asked again: sync lag) are neither")
     lines = [f"# Shadow comparison report: {data.tenant}", "",
              f"{data.since} to {data.until}", "",
              f"- comparisons: {data.comparisons} (match {data.matches}, mismatch {data.mismatches}, "
-             f"noise {data.noise})",
-             f"- match rate: {_percent(data.match_rate)} (95% CI {_percent(data.ci_low)} to "
-             f"{_percent(data.ci_high)})", "", "## Endpoints", "",
-             "| endpoint | comparisons | match | mismatch | noise | match rate (95% CI) |",
-             "|---|---:|---:|---:|---:|---|"]
+             f"noise {data.noise}, not replicated yet {data.not_replicated})",
+             f"- {rate}", "", "## Endpoints", "",
+             "| endpoint | comparisons | match | mismatch | noise | not replicated | match rate (95% CI) |",
+             "|---|---:|---:|---:|---:|---:|---|"]
     for e in data.endpoints:
         lines.append(f"| `{e.endpoint}` | {e.comparisons} | {e.matches} | {e.mismatches} | {e.noise} | "
-                     f"{_percent(e.match_rate)} ({_percent(e.ci_low)} to {_percent(e.ci_high)}) |")
+                     f"{e.not_replicated} | {_percent(e.match_rate)} ({_percent(e.ci_low)} to "
+                     f"{_percent(e.ci_high)}) |")
+    lines += ["", "## By primary backend", "",
+              "| primary | comparisons | match | mismatch | noise | not replicated | match rate (95% CI) |",
+              "|---|---:|---:|---:|---:|---:|---|"]
+    for e in data.by_primary:
+        lines.append(f"| {e.endpoint} | {e.comparisons} | {e.matches} | {e.mismatches} | {e.noise} | "
+                     f"{e.not_replicated} | {_percent(e.match_rate)} ({_percent(e.ci_low)} to "
+                     f"{_percent(e.ci_high)}) |")
+    lines += ["", "## Differences by kind", ""]
+    lines += [f"- {kind} ({KIND_LABELS.get(kind, kind)}): {n}" for kind, n in data.kinds.items()] or ["None."]
     lines += ["", "## Fields that differ most", ""]
     if not data.fields:
         lines.append("No differences.")
@@ -199,10 +217,14 @@ def render_html(data: ReportData) -> str:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
                              autoescape=True, trim_blocks=True, lstrip_blocks=True)
     view = {
-        "data": data, "since": _minute(data.since), "until": _minute(data.until),
+        "data": data, "since": _minute(data.since), "until": _minute(data.until), "no_rate": no_rate_yet(data),
         "rate": _percent(data.match_rate), "ci": f"{_percent(data.ci_low)} to {_percent(data.ci_high)}",
+        "judged": data.matches + data.mismatches,
         "endpoints": [{**asdict(e), "rate": _percent(e.match_rate),
                        "ci": f"{_percent(e.ci_low)} to {_percent(e.ci_high)}"} for e in data.endpoints],
+        "by_primary": [{**asdict(e), "rate": _percent(e.match_rate),
+                        "ci": f"{_percent(e.ci_low)} to {_percent(e.ci_high)}"} for e in data.by_primary],
+        "kinds": [{"kind": kind, "label": KIND_LABELS.get(kind, kind), "count": n} for kind, n in data.kinds.items()],
         "fields": [{**asdict(f), "examples": [(json.dumps(p), json.dumps(s)) for p, s in f.examples]}
                    for f in data.fields],
         "latency": _latency_chart(data), "timeline": _timeline_chart(data),

@@ -5,8 +5,6 @@ from __future__ import annotations
 import bisect
 from typing import Final
 
-STATE_SCHEMA: Final = "dualstack_state"  # default schema of the state database
-
 # Upper bounds in milliseconds of the latency histogram buckets (the last bucket is open-ended).
 LATENCY_BUCKETS_MS: Final = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 SAMPLES_PER_FIELD: Final = 20  # newest redacted examples kept per (tenant, endpoint, path)

@@ -1,27 +1,33 @@
-"""`GET /admin/stats` (per-tenant admin token) and `GET /health`."""
+"""`GET /admin/stats` (per-tenant admin token; also guards /admin/reconcile) and the metrics listener.
+
+/metrics is served on its own address (`--metrics-listen`, loopback), never on the service's:
+the router forwards any path of a tenant's host to v2, and the metrics name every tenant."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import math
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from proxy import keys
-from proxy.v2.resolve import find_tenant, require_tenant
+from proxy.serving.exposition import exposition_registry
+from proxy.v2 import keys
+from proxy.v2.db import TenantRecord
+from proxy.v2.resolve import require_tenant
 from proxy.v2.responses import JsonError
+from proxy.v2.throttle import client_address
+
+log = logging.getLogger(__name__)
 
 _STATUSES = ("pending", "paid", "failed", "expired", "refunded")
 
 
 async def admin_stats(request: web.Request) -> web.Response:
     tenant = await require_tenant(request)
-    header = request.headers.get("Authorization", "")
-    token = header[7:].strip() if header[:7].lower() == "bearer " else ""
-    expected = tenant.admin_token_sha256 or ""
-    presented = hashlib.sha256(token.encode()).hexdigest()
-    if not token or not expected or not hmac.compare_digest(presented, expected):
-        raise JsonError(401, "unauthorized", "a valid admin token for this tenant is required (Bearer)")
+    authorize(request, tenant)
     async with request.app[keys.V2_DB].tenant_tx(tenant.id) as conn:
         cursor = await conn.execute("SELECT payment_status, count(*) AS n, coalesce(sum(gross_amount), 0) AS total "
                                     "FROM orders GROUP BY payment_status")
@@ -31,14 +37,35 @@ async def admin_stats(request: web.Request) -> web.Response:
     return web.json_response({"success": True, "stats": stats})
 
 
-async def health(request: web.Request) -> web.Response:
-    settings = request.app[keys.V2_SETTINGS]
-    db = request.app[keys.V2_DB]
-    up = await db.ping()
-    body: dict[str, object] = {"status": "ok" if up else "degraded", "version": settings.version,
-                               "database": "up" if up else "down"}
-    if up:
-        tenant = await find_tenant(request)
-        if tenant is not None:
-            body["tenant"] = tenant.slug
-    return web.json_response(body, status=200 if up else 503)
+def authorize(request: web.Request, tenant: TenantRecord) -> None:
+    """The tenant's admin token, or 401; 429 while this client (or the tenant) is throttled."""
+    throttle = request.app[keys.V2_THROTTLE]
+    refused_total = request.app[keys.V2_METRICS].admin_token_refused
+    rule = request.app[keys.V2_SETTINGS].rule
+    client = client_address(request.remote, request.headers.getall("X-Forwarded-For", ()), rule.peer_is_trusted)
+    wait_s = throttle.wait_s(tenant.slug, client)
+    if wait_s > 0:
+        refused_total.labels(tenant.slug, "throttled").inc()
+        refused = JsonError(429, "too_many_attempts", "too many failed admin token attempts; try again later")
+        refused.response.headers["Retry-After"] = str(math.ceil(wait_s))
+        raise refused
+    header = request.headers.get("Authorization", "")
+    token = header[7:].strip() if header[:7].lower() == "bearer " else ""
+    expected = tenant.admin_token_sha256 or ""
+    presented = hashlib.sha256(token.encode()).hexdigest()
+    if not token or not expected or not hmac.compare_digest(presented, expected):
+        refused_total.labels(tenant.slug, "failed").inc()
+        if throttle.failed(tenant.slug, client):  # logged once as it starts, not once per guess
+            log.warning("admin token guesses for tenant %s from %s: throttled", tenant.slug, client)
+        raise JsonError(401, "unauthorized", "a valid admin token for this tenant is required (Bearer)")
+
+
+def create_metrics_app(registry: CollectorRegistry) -> web.Application:
+    exposed = exposition_registry(registry)
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(exposed), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    return app

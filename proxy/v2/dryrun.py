@@ -17,8 +17,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from psycopg import AsyncConnection
 
-from proxy import keys
-from proxy.headers import SHADOW_HEADER
+from proxy.serving.wire import SHADOW_HEADER
+from proxy.v2 import keys
 from proxy.v2.db import dry_run
 from proxy.v2.gateway import PaymentGateway, SnapRequest, SnapResult
 from proxy.v2.responses import json_error

@@ -1,7 +1,9 @@
-"""The payment gateway behind `POST /payment/create`: Midtrans Snap over aiohttp.
+"""Midtrans over aiohttp: Snap behind `POST /payment/create`, Get Status behind the webhook.
 
-One small interface (PaymentGateway) so that the shadow dry-run can swap in a gateway that calls
-nothing. The server key is sent as HTTP Basic user with an empty password and never logged.
+Two small interfaces: PaymentGateway (so that the shadow dry-run can swap in a gateway that calls
+nothing) and StatusSource (Midtrans' own word on a transaction, which the webhook asks before a
+money-moving change). The server key is sent as HTTP Basic user with an empty password and never
+logged.
 """
 
 from __future__ import annotations
@@ -11,8 +13,12 @@ import base64
 import logging
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
+from urllib.parse import quote
 
 import aiohttp
+
+from controlplane.midtrans_answer import StatusUnavailable, TransactionReport, read_status_answer
+from proxy.serving.signature import signature_is_valid
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +31,15 @@ SNAP_URLS: Final = {
     "sandbox": "https://app.sandbox.midtrans.com/snap/v1/transactions",
     "production": "https://app.midtrans.com/snap/v1/transactions",
 }
+# The Core API base; Get Status is `GET {base}/v2/{order_id}/status`.
+CORE_URLS: Final = {
+    "sandbox": "https://api.sandbox.midtrans.com",
+    "production": "https://api.midtrans.com",
+}
 _RETRY_DELAYS_S: Final = (0.2, 0.6)
+# Get Status is asked while Midtrans waits (15 s) for the webhook's answer: one bounded attempt, and
+# Midtrans' own retry of the notification is the retry.
+STATUS_TIMEOUT_S: Final = 5.0
 
 
 def basic_auth(server_key: str) -> str:
@@ -76,13 +90,26 @@ class PaymentGateway(Protocol):
     async def create(self, request: SnapRequest, *, server_key: str, environment: str) -> SnapResult: ...
 
 
-class MidtransGateway:
-    """Snap over HTTP. `snap_urls` overrides the endpoints (the local fake, in tests and the demo)."""
+class StatusSource(Protocol):
+    async def transaction_status(self, order_id: str, *, server_key: str,
+                                 environment: str) -> TransactionReport | None:
+        """Midtrans' current report on the order, None when Midtrans does not know it.
 
-    def __init__(self, snap_urls: dict[str, str] | None = None, timeout_s: float = 10.0) -> None:
+        Raises StatusUnavailable when no answer can be had within the bound."""
+        ...
+
+
+class MidtransGateway:
+    """Snap and Get Status over HTTP. `snap_urls` and `core_urls` override the endpoints per
+    environment (the local fake, in tests and the demo)."""
+
+    def __init__(self, snap_urls: dict[str, str] | None = None, timeout_s: float = 10.0, *,
+                 core_urls: dict[str, str] | None = None, status_timeout_s: float = STATUS_TIMEOUT_S) -> None:
         self._session: aiohttp.ClientSession | None = None
         self._urls = {**SNAP_URLS, **(snap_urls or {})}
+        self._core_urls = {**CORE_URLS, **(core_urls or {})}
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._status_timeout = aiohttp.ClientTimeout(total=status_timeout_s)
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
@@ -124,6 +151,27 @@ class MidtransGateway:
             log.warning("Snap create for order %s failed (%s); retrying", request.order_id, first)
             await asyncio.sleep(_RETRY_DELAYS_S[attempt])
             attempt += 1
+
+
+    async def transaction_status(self, order_id: str, *, server_key: str,
+                                 environment: str) -> TransactionReport | None:
+        if self._session is None:
+            raise RuntimeError("MidtransGateway.start() was not called")
+        url = f"{self._core_urls[environment].rstrip('/')}/v2/{quote(order_id, safe='')}/status"
+        headers = {"Accept": "application/json", "Content-Type": "application/json",
+                   "Authorization": basic_auth(server_key)}
+        try:
+            async with self._session.get(url, headers=headers, timeout=self._status_timeout) as response:
+                payload = await _json(response)
+                status = response.status
+        except TimeoutError as exc:
+            raise StatusUnavailable("Get Status timed out") from exc
+        except aiohttp.ClientError as exc:
+            raise StatusUnavailable(f"Get Status failed ({type(exc).__name__})") from exc
+        report = read_status_answer(order_id, status, payload)
+        if report is not None and "signature_key" in payload and not signature_is_valid(payload, server_key):
+            raise StatusUnavailable("Get Status answered with a signature that does not verify")
+        return report
 
 
 async def _json(response: aiohttp.ClientResponse) -> dict[str, Any]:

@@ -11,6 +11,11 @@ _ERROR = {"type": "object", "properties": {"success": {"type": "boolean"}, "erro
 _TENANT = [{"name": "tenant", "in": "query", "required": False, "schema": {"type": "string"},
             "description": "tenant slug, when the Host names none (or X-Tenant-Slug from a trusted proxy)"}]
 
+# v1's health keys, added to v2's where the name is free.
+_CLOCK = {"uptime": {"type": "number"}, "timestamp": {"type": "string"}, "service": {"type": "string"}}
+
+_ORDER_ID = {"name": "orderId", "in": "path", "required": True, "schema": {"type": "string"}}
+
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
@@ -66,11 +71,20 @@ DOCUMENT: dict[str, Any] = {
                           "404": _json(_ERROR, "unknown tenant"),
                           "503": _json(_ERROR, "database unavailable; Midtrans retries")}}},
         "/health": {"get": {
-            "summary": "Service and database health",
+            "summary": "Service and database health (v2's keys, plus v1's uptime, timestamp and service)",
             "responses": {"200": _json({"type": "object", "properties": {
                 "status": {"type": "string"}, "version": {"type": "string"}, "database": {"type": "string"},
-                "tenant": {"type": "string"}}}, "healthy"),
+                "tenant": {"type": "string"}, **_CLOCK}}, "healthy"),
                 "503": {"description": "the database is unreachable"}}}},
+        "/health/ready": {"get": {
+            "summary": "Readiness, as v1 has it: the payment database answers",
+            "responses": {"200": _json({"type": "object", "properties": {
+                "status": {"type": "string"}, "database": {"type": "string"}, **_CLOCK}}, "ready"),
+                "503": {"description": "not ready: the database is unreachable"}}}},
+        "/health/live": {"get": {
+            "summary": "Liveness, as v1 has it: the process answers (no dependency asked)",
+            "responses": {"200": _json({"type": "object", "properties": {"status": {"type": "string"}, **_CLOCK}},
+                                       "alive")}}},
         "/admin/stats": {"get": {
             "summary": "Order counts and revenue of one tenant (Bearer admin token of that tenant)",
             "parameters": _TENANT,
@@ -78,6 +92,70 @@ DOCUMENT: dict[str, Any] = {
                 "type": "object", "properties": {k: {"type": "integer"} for k in (
                     "pending", "paid", "failed", "expired", "refunded", "revenue")}}}}, "the numbers"),
                 "401": _json(_ERROR, "missing or wrong admin token")}}},
+        "/admin/reconcile": {"get": {
+            "summary": "Orders to reconcile: pending past olderThan seconds, or with an unconfirmed notification "
+                       "(Bearer admin token)",
+            "parameters": [*_TENANT, *({"name": n, "in": "query", "required": False, "schema": {"type": "integer"}}
+                                       for n in ("olderThan", "within", "limit"))],
+            "responses": {"200": _json({"type": "object", "properties": {
+                "success": {"type": "boolean"}, "pendingPastThreshold": {"type": "integer"},
+                "orders": {"type": "array"}}}, "the candidates, oldest first"),
+                "400": _json(_ERROR, "a parameter out of range"),
+                "401": _json(_ERROR, "missing or wrong admin token")}}},
+        "/admin/reconcile/{orderId}": {
+            "post": {"summary": "Settle an order on Midtrans' Get Status, by the webhook's rules (Bearer admin token)",
+                     "parameters": [_ORDER_ID, *_TENANT],
+                     "responses": {"200": _json({"type": "object", "properties": {
+                         "result": {"type": "string"}, "from": {"type": "string"}, "to": {"type": "string"}}},
+                         "applied, no_change, ignored_precedence, unknown_status, amount_mismatch or "
+                         "unknown_at_midtrans"),
+                         "401": _json(_ERROR, "missing or wrong admin token"),
+                         "404": _json(_ERROR, "no such order"),
+                         "503": _json(_ERROR, "Get Status unavailable; nothing applied")}},
+            "get": {"summary": "What Midtrans says about an order, applying nothing (Bearer admin token)",
+                    "parameters": [_ORDER_ID, *_TENANT],
+                    "responses": {"200": _json({"type": "object", "properties": {
+                        "v2": {"type": "string"}, "status": {"type": "string"}, "midtrans": {"type": "object"}}},
+                        "Midtrans' answer and the order status it means"),
+                        "401": _json(_ERROR, "missing or wrong admin token"),
+                        "503": _json(_ERROR, "Get Status unavailable")}}},
+        "/admin/login": {"post": {
+            "summary": "Sign in to the admin page (v1's): a 15-minute HS256 token for this tenant only",
+            "parameters": _TENANT,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["username", "password"],
+                "properties": {"username": {"type": "string"}, "password": {"type": "string"}}}}}},
+            "responses": {"200": _json({"type": "object", "properties": {
+                "success": {"type": "boolean"}, "token": {"type": "string"}, "tokenType": {"type": "string"},
+                "expiresIn": {"type": "integer"}, "user": {"type": "object"}}}, "signed in"),
+                "400": _json(_ERROR, "not a JSON object with username and password"),
+                "401": _json(_ERROR, "wrong user or password (or no sign-in set for the tenant)"),
+                "413": _json(_ERROR, "body too large"),
+                "429": _json(_ERROR, "too many failed sign-ins from this client or for this tenant")}}},
+        "/admin/orders": {"get": {
+            "summary": "The tenant's orders, newest first, in v1's row shape (Bearer token from /admin/login)",
+            "parameters": [*_TENANT, *({"name": n, "in": "query", "required": False, "schema": {"type": "integer"}}
+                                       for n in ("page", "limit")),
+                           {"name": "status", "in": "query", "required": False, "schema": {"type": "string"}}],
+            "responses": {"200": _json({"type": "object", "properties": {
+                "success": {"type": "boolean"}, "orders": {"type": "array"}, "pagination": {"type": "object"}}},
+                "one page of orders"),
+                "400": _json(_ERROR, "a parameter out of range"),
+                "401": _json(_ERROR, "missing, expired or another tenant's token")}}},
+        "/admin/orders/{orderId}": {"put": {
+            "summary": "Set an order's status by hand, if the status rules allow the move (recorded with the admin "
+                       "as actor)",
+            "parameters": [_ORDER_ID, *_TENANT],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}}}},
+            "responses": {"200": _json({"type": "object", "properties": {
+                "success": {"type": "boolean"}, "changed": {"type": "boolean"}, "from": {"type": "string"},
+                "order": {"type": "object"}}}, "the order as it now is"),
+                "400": _json(_ERROR, "not a known status"),
+                "401": _json(_ERROR, "missing, expired or another tenant's token"),
+                "404": _json(_ERROR, "no such order"),
+                "409": _json(_ERROR, "the move is not allowed from the order's status"),
+                "413": _json(_ERROR, "body too large")}}},
         "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI"}}}},
     },
 }

@@ -4,27 +4,37 @@
    a conditional upsert on the tenant's counter row), upsert the customer, insert the order.
    It is committed before Snap is called, so a notification can never arrive for an order the
    database does not know.
-2. Call Snap with the tenant's own key, environment and notification URL.
-3. Store the token; a repeat for the same pending order answers it without calling Snap again.
+2. Call Snap with the tenant's own key, environment and notification URL; no transaction is open
+   meanwhile.
+3. Store the token, and queue the order email (it carries the payment link) in that transaction;
+   a repeat for the same pending order answers the token without calling Snap again.
+Each of the two transactions is one statement, so one round trip (PaymentsDB.create_order and
+store_payment_link, payments migration 0010).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import weakref
 from typing import Any
 
 import psycopg
 from aiohttp import web
 
-from proxy import keys
+from controlplane.config.url_template import FINISH_PLACEHOLDERS, TemplateError, UrlTemplate
+from proxy.v2 import keys
 from proxy.v2.db import TenantRecord
-from proxy.v2.dryrun import gateway_for
+from proxy.v2.dryrun import gateway_for, is_dry_run
+from proxy.v2.email_templates import ORDER_CREATED
 from proxy.v2.gateway import GatewayError, SnapRequest
 from proxy.v2.resolve import require_tenant
 from proxy.v2.responses import JsonError
+from proxy.v2.settings import V2Settings
 from proxy.v2.validation import CreateRequest, validate_create, validation_error_body
+
+log = logging.getLogger(__name__)
 
 _GATEWAY_ANSWERS = {
     "credentials": (502, "payment_gateway_credentials"),
@@ -73,7 +83,7 @@ async def _create(request: web.Request, tenant: TenantRecord, create: CreateRequ
     snap = SnapRequest(order_id=create.order_id, amount=create.amount, customer_name=create.name,
                        email=create.email, phone=create.phone, payment_method=create.payment_method,
                        notification_url=settings.notification_url(tenant.slug),
-                       finish_url=settings.finish_url(tenant.slug))
+                       finish_url=_finish_url(settings, tenant, create.order_id))
     try:
         result = await gateway_for(request).create(
             snap, server_key=tenant.server_key.reveal(), environment=tenant.environment)
@@ -88,15 +98,26 @@ async def _create(request: web.Request, tenant: TenantRecord, create: CreateRequ
         status, code = _GATEWAY_ANSWERS[error.kind]
         raise JsonError(status, code, error.message) from None
 
-    async with request.app[keys.V2_DB].tenant_tx(tenant.id) as conn:
-        cursor = await conn.execute(
-            "UPDATE orders SET snap_token = %s, redirect_url = %s, updated_at = now() "
-            "WHERE order_id = %s AND snap_token IS NULL", (result.token, result.redirect_url, create.order_id))
-        if cursor.rowcount == 0:  # a concurrent repeat stored first: answer with what is stored
-            existing = await _stored_token(request, tenant, create.order_id, conn=conn)
-            if existing is not None:
-                return _paid_answer(create.order_id, *existing)
-    return _paid_answer(create.order_id, result.token, result.redirect_url)
+    # The order email carries the payment link, so it is queued with the link, in its transaction;
+    # a concurrent repeat that stored first is answered with its link.
+    token, redirect_url, queued = await request.app[keys.V2_DB].store_payment_link(
+        tenant.id, create.order_id, snap_token=result.token, redirect_url=result.redirect_url,
+        email_template=ORDER_CREATED)
+    if queued and not is_dry_run():
+        request.app[keys.V2_OUTBOX].notify(tenant.id)  # after commit
+    return _paid_answer(create.order_id, token, redirect_url)
+
+
+def _finish_url(settings: V2Settings, tenant: TenantRecord, order_id: str) -> str:
+    """Where Snap sends the buyer: the tenant's finish URL, or the service's template. `tenant set`
+    checks a tenant's; one that does not parse (a hand-edited row) falls back, never fails a create."""
+    own = None
+    if tenant.finish_url is not None:
+        try:
+            own = UrlTemplate.parse(tenant.finish_url, FINISH_PLACEHOLDERS, what="finish URL")
+        except TemplateError as exc:
+            log.warning("tenant %s: %s; using the service's finish URL template", tenant.slug, exc)
+    return settings.finish_url(tenant.slug, order_id, own)
 
 
 async def _record_order(request: web.Request, tenant: TenantRecord,
@@ -105,66 +126,38 @@ async def _record_order(request: web.Request, tenant: TenantRecord,
     db = request.app[keys.V2_DB]
     for _ in range(2):  # a concurrent insert of the same order id makes the second try a repeat
         try:
-            async with db.tenant_tx(tenant.id) as conn:
-                cursor = await conn.execute(
-                    "SELECT gross_amount, email, payment_status, snap_token, redirect_url FROM orders "
-                    "WHERE order_id = %s FOR UPDATE", (create.order_id,))
-                existing = await cursor.fetchone()
-                if existing is not None:
-                    return _repeat(existing, create)
-                await _take_quota(conn, tenant)
-                cursor = await conn.execute(
-                    "INSERT INTO customers (tenant_id, email, phone, name) VALUES (%s, %s, %s, %s) "
-                    "ON CONFLICT (tenant_id, email) DO UPDATE SET phone = EXCLUDED.phone, "
-                    "name = EXCLUDED.name, updated_at = now() RETURNING id",
-                    (tenant.id, create.email.lower(), create.phone, create.name))
-                customer = await cursor.fetchone()
-                assert customer is not None
-                await conn.execute(
-                    "INSERT INTO orders (tenant_id, order_id, customer_id, customer_name, email, phone, "
-                    "gross_amount, payment_method) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                    (tenant.id, create.order_id, customer["id"], create.name, create.email, create.phone,
-                     create.amount, create.payment_method))
-                return None
+            row = await db.create_order(
+                tenant.id, create.order_id, amount=create.amount, email=create.email, phone=create.phone,
+                name=create.name, payment_method=create.payment_method, monthly_limit=tenant.max_orders_per_month)
         except psycopg.errors.UniqueViolation:
             continue
+        if row["outcome"] == "exists":
+            return _repeat(row, create)
+        if row["outcome"] == "monthly_limit_reached":
+            raise JsonError(429, "monthly_order_limit_reached",
+                            f"this shop has reached its plan's limit of {tenant.max_orders_per_month} orders "
+                            "this month")
+        return None
     raise JsonError(409, "order_conflict", "this order is being created by another request; retry")
 
 
 def _repeat(existing: dict[str, Any], create: CreateRequest) -> tuple[str, str] | None:
-    if existing["gross_amount"] != create.amount or existing["email"].lower() != create.email.lower():
+    if (existing["stored_amount"] != create.amount
+            or existing["stored_email"].lower() != create.email.lower()):
         raise JsonError(409, "order_id_conflict",
                         "this order id is already used for a different amount or customer")
-    if existing["payment_status"] != "pending":
-        raise JsonError(409, "order_not_pending", f"this order is already {existing['payment_status']}",
-                        orderStatus=existing["payment_status"])
-    if existing["snap_token"] and existing["redirect_url"]:
-        return existing["snap_token"], existing["redirect_url"]
+    if existing["stored_status"] != "pending":
+        raise JsonError(409, "order_not_pending", f"this order is already {existing['stored_status']}",
+                        orderStatus=existing["stored_status"])
+    if existing["stored_snap_token"] and existing["stored_redirect_url"]:
+        return existing["stored_snap_token"], existing["stored_redirect_url"]
     return None  # pending without a token (an earlier Snap call failed): ask Snap again
 
 
-async def _take_quota(conn: psycopg.AsyncConnection[Any], tenant: TenantRecord) -> None:
-    limit = tenant.max_orders_per_month
-    if limit is None:
-        return
-    cursor = await conn.execute(
-        "INSERT INTO usage_counters AS u (tenant_id, period_start, orders) "
-        "VALUES (%s, date_trunc('month', now() AT TIME ZONE 'Asia/Jakarta')::date, 1) "
-        "ON CONFLICT (tenant_id, period_start) DO UPDATE SET orders = u.orders + 1 WHERE u.orders < %s "
-        "RETURNING orders", (tenant.id, limit))
-    if await cursor.fetchone() is None or limit <= 0:
-        raise JsonError(429, "monthly_order_limit_reached",
-                        f"this shop has reached its plan's limit of {limit} orders this month")
-
-
-async def _stored_token(request: web.Request, tenant: TenantRecord, order_id: str,
-                        conn: psycopg.AsyncConnection[Any] | None = None) -> tuple[str, str] | None:
-    query = "SELECT snap_token, redirect_url FROM orders WHERE order_id = %s"
-    if conn is None:
-        async with request.app[keys.V2_DB].tenant_tx(tenant.id) as own:
-            row = await (await own.execute(query, (order_id,))).fetchone()
-    else:
-        row = await (await conn.execute(query, (order_id,))).fetchone()
+async def _stored_token(request: web.Request, tenant: TenantRecord, order_id: str) -> tuple[str, str] | None:
+    async with request.app[keys.V2_DB].tenant_tx(tenant.id) as conn:
+        cursor = await conn.execute("SELECT snap_token, redirect_url FROM orders WHERE order_id = %s", (order_id,))
+        row = await cursor.fetchone()
     if row and row["snap_token"] and row["redirect_url"]:
         return row["snap_token"], row["redirect_url"]
     return None

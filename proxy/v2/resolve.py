@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from proxy import keys
-from proxy.tenant import TENANT_HEADER
+from controlplane.config.tenant import TENANT_HEADER
+from proxy.v2 import keys
 from proxy.v2.db import TenantRecord
 from proxy.v2.responses import JsonError
 

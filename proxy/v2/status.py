@@ -1,4 +1,7 @@
-"""Midtrans transaction status -> order status, and which changes out-of-order delivery may make.
+"""How v2 applies the one status-precedence rule (controlplane/order_status.py) to a notification:
+the Transition a status makes of an order and whether it needs Midtrans' confirmation (which status
+code a genuine notification carries for its status is proxy/serving/status_codes.py: the router
+applies it too).
 
 Pure functions; the webhook handler records the returned Transition's outcome either way.
 """
@@ -8,41 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
-OrderStatus = Literal["pending", "paid", "failed", "expired", "refunded"]
+from controlplane.order_status import MONEY_MOVING, OrderStatus, may_move, order_status_for
 
 # What the funnel's thank-you page reads (v1's upper-case spelling).
-V1_SPELLING: Final[dict[str, str]] = {
+V1_SPELLING: Final[dict[OrderStatus, str]] = {
     "pending": "PENDING_PAYMENT", "paid": "PAID", "failed": "FAILED", "expired": "EXPIRED",
     "refunded": "REFUNDED",
 }
-
-_SIMPLE: Final[dict[str, OrderStatus]] = {
-    "settlement": "paid", "pending": "pending", "authorize": "pending", "deny": "failed",
-    "cancel": "failed", "failure": "failed", "expire": "expired", "refund": "refunded",
-    "partial_refund": "refunded", "chargeback": "refunded", "partial_chargeback": "refunded",
-}
-
-# Allowed moves between order statuses (the same status again is a no-op, not a move).
-_ALLOWED: Final[dict[str, frozenset[str]]] = {
-    "pending": frozenset({"paid", "failed", "expired"}),
-    "failed": frozenset({"paid"}),
-    "expired": frozenset({"paid"}),
-    "paid": frozenset({"refunded"}),
-    "refunded": frozenset(),
-}
-
-
-def order_status_for(transaction_status: str, fraud_status: str | None) -> OrderStatus | None:
-    """The order status a notification means, or None for a value we do not know."""
-    if transaction_status == "capture":
-        if fraud_status in (None, "", "accept"):
-            return "paid"
-        if fraud_status == "challenge":
-            return "pending"
-        if fraud_status == "deny":
-            return "failed"
-        return None
-    return _SIMPLE.get(transaction_status)
 
 
 Outcome = Literal["applied", "no_change", "ignored_precedence", "flagged_reversal", "unknown_status"]
@@ -65,7 +40,11 @@ def decide_transition(current: OrderStatus, transaction_status: str, fraud_statu
     if current == "paid" and target == "failed" and transaction_status == "deny":
         # A documented reversal for some bank channels: applied, and flagged for a human.
         return Transition("flagged_reversal", "failed", "paid order denied afterwards by the bank")
-    if target in _ALLOWED[current]:
+    if may_move(current, target):
         return Transition("applied", target, f"{current} -> {target}")
     return Transition("ignored_precedence", None,
                       f"{current} -> {target} is not allowed (late or out-of-order notification)")
+
+
+def needs_confirmation(transition: Transition) -> bool:
+    return transition.new_status in MONEY_MOVING

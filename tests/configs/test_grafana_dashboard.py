@@ -12,6 +12,7 @@ import aiohttp
 from tests.conftest import DEFAULT_TENANTS, REPO, RouterFactory, Upstream, routing_yaml
 
 DASHBOARD = REPO / "configs" / "grafana" / "dualstack.json"
+MIRRORED = "mirrored:\n  backend: v2\n  shadow: {sample_rate: 0.1}\n"
 
 
 def queries() -> list[tuple[str, str]]:
@@ -34,7 +35,7 @@ def test_the_dashboard_is_well_formed() -> None:
 
 async def test_every_query_runs_on_a_real_prometheus(upstreams: dict[str, Upstream], make_router: RouterFactory,
                                                       prometheus: Any) -> None:
-    router = await make_router(routing_yaml(upstreams["v1"].url, upstreams["v2"].url, DEFAULT_TENANTS))
+    router = await make_router(routing_yaml(upstreams["v1"].url, upstreams["v2"].url, DEFAULT_TENANTS + MIRRORED))
     async with aiohttp.ClientSession() as session:
         for _ in range(5):
             async with session.get(f"{router.url}/x", headers={"Host": "buatfilm.agentbar.ai"}):
@@ -55,6 +56,10 @@ async def test_every_query_runs_on_a_real_prometheus(upstreams: dict[str, Upstre
         for title, expr in queries():
             answer = await query(concrete(expr))
             assert answer["status"] == "success", (title, answer)
-        served = await query(concrete(dict(queries())["Backend serving each tenant"]))
+        each, counted = (expr for title, expr in queries() if title == "Backend serving each tenant")
+        # Per tenant only for the tenants someone watches (here: shadowed); the others are counted.
+        served = await query(concrete(each))
         assert {(r["metric"]["tenant"], r["metric"]["backend"]) for r in served["data"]["result"]} == {
-            ("buatfilm", "v1"), ("demo", "v2")}
+            ("mirrored", "v2")}
+        served = await query(concrete(counted))
+        assert {(r["metric"]["backend"], r["value"][1]) for r in served["data"]["result"]} == {("v1", "1"), ("v2", "2")}

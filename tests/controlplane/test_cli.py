@@ -1,14 +1,18 @@
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from controlplane.cli import ExitStatus, run
-from tests.conftest import REPO
+from tests.conftest import REPO, Database
 
 
 def test_validate_ok_prints_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
@@ -60,7 +64,7 @@ def test_nginx_render_diff_and_check(tmp_path: Path, capsys: pytest.CaptureFixtu
     example = REPO / "configs" / "routing.example.yaml"
     out = tmp_path / "dualstack"
     assert run(["nginx", "render", "--config", str(example), "--out", str(out)]) == ExitStatus.OK
-    assert "wrote 6 files" in capsys.readouterr().out
+    assert "wrote 9 files" in capsys.readouterr().out
     assert (out / "tenants" / "buatfilm.conf").exists()
     assert run(["nginx", "render", "--config", str(example), "--out", str(out), "--diff"]) == ExitStatus.OK
     assert "no changes" in capsys.readouterr().out
@@ -68,10 +72,10 @@ def test_nginx_render_diff_and_check(tmp_path: Path, capsys: pytest.CaptureFixtu
     flipped.write_text(example.read_text().replace("backend: v1", "backend: v2"))
     assert run(["nginx", "render", "--config", str(flipped), "--out", str(out), "--diff"]) == ExitStatus.OK
     diff = capsys.readouterr().out
-    assert "+        proxy_pass http://dualstack_router_then_v2;" in diff
+    assert "+    proxy_pass http://dualstack_router_then_v2;" in diff
     assert [line for line in diff.splitlines() if line.startswith("--- ")] == [
-        "--- a/tenants/buatfilm.conf", "--- a/version.conf"]
-    assert (out / "tenants" / "buatfilm.conf").read_text().count("dualstack_router_then_v1") == 2  # untouched
+        "--- a/api/buatfilm.conf", "--- a/tenants/buatfilm.conf", "--- a/version.conf"]
+    assert (out / "api" / "buatfilm.conf").read_text().count("dualstack_router_then_v1") == 6  # untouched
 
 
 def test_nginx_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -80,9 +84,70 @@ def test_nginx_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[st
                      .replace('"http://127.0.0.1:3002"', '"https://127.0.0.1:3002"'))
     assert run(["nginx", "render", "--config", str(https), "--out", str(tmp_path / "o")]) == ExitStatus.INVALID
     assert "upstreams.v1.url is https://127.0.0.1:3002" in capsys.readouterr().err
+    example = REPO / "configs" / "routing.example.yaml"
+    assert run(["nginx", "check", "--config", str(example), "--nginx-conf", "/etc/nginx/nginx.conf"]) \
+        == ExitStatus.USAGE
+    assert "--nginx-conf needs --dir" in capsys.readouterr().err
     if shutil.which("nginx") or Path("/usr/sbin/nginx").exists():
         tls = tmp_path / "tls.yaml"
         tls.write_text((REPO / "configs" / "routing.example.yaml").read_text().replace(
             "\nnginx:\n", "\nnginx:\n  tls: {port: 8443, certificate: /missing/c.pem, certificate_key: /missing/k.pem}\n", 1))
         assert run(["nginx", "check", "--config", str(tls)]) == ExitStatus.INVALID
         assert "/missing/c.pem" in capsys.readouterr().err  # nginx's own message
+
+
+def test_a_missing_state_schema_is_one_line_naming_the_fix(
+    empty_database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    example = REPO / "configs" / "routing.example.yaml"
+    status = run(["rollout", "status", "--config", str(example), "--state-database-url", empty_database])
+    err = capsys.readouterr().err
+    assert status == ExitStatus.ENVIRONMENT
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "run `dualstack db migrate --target state`" in err and "dualstack_empty_" in err, err
+
+
+def test_a_missing_payments_schema_is_one_line_naming_the_fix(
+    empty_database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = run(["tenant", "list", "--admin-url", empty_database])
+    err = capsys.readouterr().err
+    assert status == ExitStatus.ENVIRONMENT
+    assert len(err.strip().splitlines()) == 1, err
+    assert "run `dualstack db migrate --target payments`" in err, err
+
+
+def test_a_reader_that_goes_away_ends_quietly(tmp_path: Path) -> None:
+    example = REPO / "configs" / "routing.example.yaml"
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the command writes: `| head` that already quit
+    try:
+        result = subprocess.run([sys.executable, "-m", "controlplane", "validate", str(example)],
+                                stdout=write, stderr=subprocess.PIPE, text=True, check=False, timeout=60)
+    finally:
+        os.close(write)
+    assert result.returncode == ExitStatus.BROKEN_PIPE, result.stderr
+    assert result.stderr == ""
+
+
+def test_ctrl_c_exits_130_and_says_so(free_port: Callable[[], int], state: Database, tmp_path: Path) -> None:
+    # The decider without --once runs until stopped, and Ctrl-C is how ops stop it in a terminal.
+    config = tmp_path / "routing.yaml"
+    config.write_text((REPO / "configs" / "routing.example.yaml").read_text())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "controlplane", "rollout", "decide", "--config", str(config),
+         "--prometheus-url", f"http://127.0.0.1:{free_port()}", "--interval", "0.2",
+         "--state-database-url", state.admin_url, "--schema", state.layout.schema],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        assert process.stdout is not None
+        process.stdout.readline()  # its first pass printed: it is past start-up and looping
+        assert time.monotonic() < deadline
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == ExitStatus.INTERRUPTED, err
+    assert "Traceback" not in err and "interrupted" in err, err

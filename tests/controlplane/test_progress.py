@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import time
+from collections.abc import Callable
 
-from controlplane.progress import ProgressDisplay
+from controlplane.progress import ProgressDisplay, ticking
 
 
 def _feed(display: ProgressDisplay) -> None:
@@ -32,3 +34,23 @@ def test_a_terminal_gets_one_line_per_phase_redrawn_in_place() -> None:
     final = lines[0].split("\r\x1b[2K")[-1]
     assert final.startswith("reading    [" + "#" * 30 + "] 100% 100,000/100,000 rows, ")
     assert lines[1].split("\r\x1b[2K")[-1].startswith("upserting... ")
+
+
+def _wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10  # a bound on a wait, not an assertion on time
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_a_single_long_step_shows_its_time_passing_on_a_terminal_and_in_a_log() -> None:
+    terminal, log = io.StringIO(), io.StringIO()
+    with ticking(ProgressDisplay(terminal, tty=True), "upserting", every_s=0.01):
+        _wait_for(lambda: terminal.getvalue().count("\r") >= 3)  # redrawn again and again while it runs
+    assert terminal.getvalue().count("\r\x1b[2Kupserting... ") >= 3
+    display = ProgressDisplay(log, tty=False, log_every_s=0.05)
+    with ticking(display, "upserting", every_s=0.01):
+        _wait_for(lambda: "still running" in log.getvalue())
+    display.close()
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue() and lines[0].startswith("upserting: still running after ")
+    assert lines[-1].startswith("upserting: done in ")

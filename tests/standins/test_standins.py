@@ -1,30 +1,12 @@
-"""The fake Midtrans and the legacy v1 stand-in honour the contracts the project depends on."""
+"""The fake Midtrans honours the contract the project depends on (the v1 stand-in: test_legacy_v1.py)."""
 
 from __future__ import annotations
-
-import base64
-import sqlite3
-from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 
-from standins.legacy_v1 import LegacyV1, open_database
 from standins.midtrans import FakeMidtrans, signature
-
-KEY = "SB-Mid-server-STANDIN0001"
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
-
-
-@pytest.fixture
-async def midtrans(aiohttp_server: Any) -> tuple[FakeMidtrans, str]:
-    fake = FakeMidtrans([KEY, "Mid-server-PRODUCTION01"])
-    server = await aiohttp_server(fake.app())
-    return fake, str(server.make_url("")).rstrip("/")
+from tests.standins.conftest import KEY, auth
 
 
 async def test_snap_contract(midtrans: tuple[FakeMidtrans, str]) -> None:
@@ -65,36 +47,38 @@ async def test_notifications_are_signed_and_only_go_to_loopback(midtrans: tuple[
     assert fake.notification(transaction, "settlement", forge=True)["signature_key"] != payload["signature_key"]
 
 
-@pytest.fixture
-async def v1(aiohttp_server: Any, midtrans: tuple[FakeMidtrans, str], tmp_path: Path) -> tuple[str, Path]:
+async def test_get_status_reports_what_midtrans_holds(midtrans: tuple[FakeMidtrans, str]) -> None:
     fake, url = midtrans
-    server = await aiohttp_server(LegacyV1(open_database(tmp_path / "orders.db"), server_key=KEY,
-                                           snap_url=f"{url}/sandbox/snap/v1/transactions").app())
-    fake.default_notification_url = str(server.make_url("/webhooks/midtrans"))
-    return str(server.make_url("")).rstrip("/"), tmp_path / "orders.db"
-
-
-async def test_v1_create_pay_status(v1: tuple[str, Path], midtrans: tuple[FakeMidtrans, str]) -> None:
-    url, path = v1
-    _, fake_url = midtrans
-    order = {"orderId": "261225AB12CD", "amount": 150000, "email": "a@b.co", "phone": "0812", "name": "Budi",
-             "paymentMethod": "bca"}
+    body = {"transaction_details": {"order_id": "ORDER-3", "gross_amount": 10000}}
+    status_url = f"{url}/sandbox/v2/ORDER-3/status"
     async with aiohttp.ClientSession() as s:
-        async with s.post(f"{url}/payment/create", json=order) as r:
-            created = await r.json()
-        assert r.status == 200 and created["success"] is True and set(created) == {"success", "paymentUrl", "token"}
-        async with s.get(f"{url}/orders/261225AB12CD/status") as r:
-            assert await r.json() == {"success": True, "order": {
-                "id": "261225AB12CD", "status": "PENDING_PAYMENT", "totalAmount": 150000,
-                "customerName": "Budi", "email": "a@b.co"}}
-        async with s.post(f"{fake_url}/_fake/notify", json={"order_id": "261225AB12CD"}) as r:
-            assert (await r.json())["deliveries"][0]["status"] == 200
-        async with s.get(f"{url}/orders/261225AB12CD/status") as r:
-            assert (await r.json())["order"]["status"] == "PAID"
-        async with s.post(f"{url}/payment/create", json={"orderId": ""}) as r:
-            assert r.status == 400 and (await r.json())["details"][0] == "Order ID is required"
-        async with s.get(f"{url}/orders/NOPE/status") as r:
-            assert r.status == 404
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT status, token IS NOT NULL FROM orders").fetchall() == [("PAID", 1)]
-        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        async with s.post(f"{url}/sandbox/snap/v1/transactions", json=body, headers=auth(KEY)) as r:
+            assert r.status == 201
+        async with s.get(f"{url}/sandbox/v2/NOPE/status", headers=auth(KEY)) as r:
+            assert (r.status, (await r.json())["status_code"]) == (200, "404")
+        async with s.get(status_url, headers=auth("SB-Mid-server-NOPE")) as r:
+            assert r.status == 401
+        for status, fraud, code in (("pending", None, "201"), ("settlement", None, "200"), ("deny", None, "202"),
+                                    ("expire", None, "202"), ("refund", None, "200"),
+                                    ("capture", "challenge", "201"), ("capture", "accept", "200")):
+            async with s.post(f"{url}/_fake/status", json={"order_id": "ORDER-3", "transaction_status": status,
+                                                           "fraud_status": fraud}) as r:
+                assert r.status == 200
+            async with s.get(status_url, headers=auth(KEY)) as r:
+                report = await r.json()
+            assert (report["transaction_status"], report.get("fraud_status"), report["status_code"]) == \
+                (status, fraud, code)
+            assert report["gross_amount"] == "10000.00" and report["order_id"] == "ORDER-3"
+            assert report["transaction_id"] == fake.transactions[(KEY, "ORDER-3")].transaction_id
+            assert report["signature_key"] == signature("ORDER-3", code, "10000.00", KEY)
+        async with s.post(f"{url}/_fake/fail", json={"api": "status", "mode": "500", "count": 1}) as r:
+            assert (await r.json())["pending_failures"] == 1
+        async with s.get(status_url, headers=auth(KEY)) as r:
+            assert r.status == 500
+        async with s.get(status_url, headers=auth(KEY)) as r:
+            assert r.status == 200  # back after the one failure
+        fake.fail_next("status", "hang")
+        with pytest.raises(TimeoutError):
+            async with s.get(status_url, headers=auth(KEY), timeout=aiohttp.ClientTimeout(total=0.5)):
+                pass
+    assert fake.status_calls == 2 + 7 + 3

@@ -16,7 +16,8 @@ def test_parse_listen(text: str, expected: ListenAddress) -> None:
     assert parse_listen(text) == expected
 
 
-@pytest.mark.parametrize("text", ["8080", "::1:8080", "[::1]8080", "[zz]:80", "host:http", "h:70000"])
+@pytest.mark.parametrize("text", ["8080", "::1:8080", "[::1]8080", "[zz]:80", "host:http", "h:70000",
+                                  "h:\u0668\u0660\u0668\u0660", "h:080080"])
 def test_parse_listen_rejects(text: str) -> None:
     with pytest.raises(ValueError, match=text.replace("[", r"\[").replace("]", r"\]")):
         parse_listen(text)

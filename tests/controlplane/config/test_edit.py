@@ -25,7 +25,8 @@ def test_a_flip_changes_only_that_value(tmp_path: Path) -> None:
 
 def test_flow_style_and_quotes(tmp_path: Path) -> None:
     path = tmp_path / "routing.yaml"
-    path.write_text('upstreams: {v1: {url: "http://a:1"}, v2: {url: "http://b:2"}}\nbase_domain: agentbar.ai\n'
+    path.write_text('upstreams: {v1: {url: "http://a:1", tenants: [shop]}, v2: {url: "http://b:2"}}\n'
+                    'base_domain: agentbar.ai\n'
                     "tenants:\n  shop: {backend: \"v1\", hosts: [v1-shop.example.com]}  # keep me\n")
     set_backend(path, "shop", "v2")
     assert path.read_text().splitlines()[-1] == '  shop: {backend: "v2", hosts: [v1-shop.example.com]}  # keep me'

@@ -56,3 +56,30 @@ def test_status_and_non_json_bodies() -> None:
 )
 def test_endpoint_templates_never_carry_ids(method: str, path: str, template: str) -> None:
     assert endpoint_template(method, path) == template
+
+
+def test_a_segment_is_id_shaped_as_a_whole() -> None:
+    """`$` matches before a final newline: `12345\n` is not an id (the endpoint cap bounds what is kept)."""
+    assert endpoint_template("GET", "/admin/orders/12345\n") == "GET /admin/orders/12345\n"
+
+
+def test_an_ignored_field_is_still_compared_for_presence() -> None:
+    # v1's create without a payment link (Midtrans hung) against v2's with one: not a match.
+    rules = Normalisation(ignore=frozenset({"$.paymentUrl", "$.token"}))
+    v2 = {"success": True, "paymentUrl": "https://v2/pay", "token": "t2"}
+    assert run({"success": True}, v2, rules).differences == (
+        Difference("$.paymentUrl", "extra", None, "https://v2/pay"), Difference("$.token", "extra", None, "t2"))
+    assert run(v2, {"success": True}, rules).differences == (
+        Difference("$.paymentUrl", "missing", "https://v2/pay", None), Difference("$.token", "missing", "t2", None))
+    assert run({"success": True, "paymentUrl": "https://v1/pay", "token": "t1"}, v2, rules).matches
+    # ignore_entirely: neither value nor presence.
+    assert run({"success": True}, v2, Normalisation(ignore_entirely=frozenset({"$.paymentUrl", "$.token"}))).matches
+
+
+def test_a_string_amount_against_a_number_is_a_type_difference() -> None:
+    primary = {"order": {"status": "pending", "totalAmount": "149000.00"}}
+    shadow = {"order": {"status": "PENDING_PAYMENT", "totalAmount": 149000}}
+    assert run(primary, shadow, Normalisation(numeric_tolerance=1.0)).differences == (
+        Difference("$.order.status", "value_changed", "pending", "PENDING_PAYMENT"),
+        Difference("$.order.totalAmount", "type_changed", "149000.00", 149000),
+    )

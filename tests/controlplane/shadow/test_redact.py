@@ -30,3 +30,20 @@ def test_redaction_by_path() -> None:
     assert redact_at("$.phone", "081234567890") == "[redacted]"
     assert redact_at("$.misc", "081234567890") == "[phone]"
     assert redact_at("$.ref", "ORDER-1") == "ORDER-1"
+
+
+def test_amounts_written_as_strings_are_never_redacted_by_shape() -> None:
+    # v1 sends amounts as strings: redacting "149000.00" as a phone hid a type difference.
+    for amount in ("149000.00", "99000.00", "150000", "1234567890.50", "0.50"):
+        assert redact_at("$.order.totalAmount", amount) == amount
+        assert redact_value({"gross": amount}) == {"gross": amount}
+    # Phone numbers still go: by key whatever the shape, by value where the shape cannot be an amount.
+    assert redact_value({"note": "081234567890", "other": "+62 812 3456 7890"}) == {
+        "note": "[phone]", "other": "[phone]"}
+    assert redact_value({"mobile": "6281234567890", "customer_phone": "6281234567890"}) == {
+        "mobile": "[redacted]", "customer_phone": "[redacted]"}
+
+
+def test_an_absent_sensitive_field_stays_visibly_absent() -> None:
+    assert redact_at("$.paymentUrl", None) is None
+    assert redact_at("$.paymentUrl", "https://app.midtrans.com/snap/v4/x") == "[redacted]"

@@ -1,16 +1,12 @@
-"""Order status, admin stats, health and the OpenAPI document of v2."""
+"""Order status, admin stats and the OpenAPI document of v2 (health: test_health.py)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from proxy.v2.app import create_v2_app
 from proxy.v2.openapi import DOCUMENT
-from proxy.v2.settings import V2Settings, tenant_rule
-from tests.proxy.v2.conftest import Stack
+from tests.fixtures.v2_stack import Stack
 
 
 async def test_order_status_has_v1s_shape_and_is_tenant_scoped(stack: Stack) -> None:
@@ -49,27 +45,6 @@ async def test_admin_stats_need_that_tenants_token(stack: Stack) -> None:
     for headers in ({}, {"Authorization": f"Bearer {b.admin_token}"}, {"Authorization": "Bearer nope"}):
         status, body = await stack.request("GET", "/admin/stats", a, headers=headers)
         assert (status, body["error"]) == (401, "unauthorized")
-
-
-async def test_health(stack: Stack) -> None:
-    tenant = stack.add_tenant()
-    status, body = await stack.request("GET", "/health")
-    assert (status, body) == (200, {"status": "ok", "version": "2.0.0", "database": "up"})
-    status, body = await stack.request("GET", "/health", tenant)
-    assert body["tenant"] == tenant.slug
-
-
-async def test_health_and_requests_with_the_database_down(aiohttp_server: Any) -> None:
-    rule, domain = tenant_rule(None, "agentbar.ai")
-    settings = V2Settings(database_url="postgresql://nobody@127.0.0.1:1/none", rule=rule, base_domain=domain)
-    server = await aiohttp_server(create_v2_app(settings))
-    async with aiohttp.ClientSession() as session:
-        async with session.get(server.make_url("/health")) as response:
-            assert response.status == 503
-            assert await response.json() == {"status": "degraded", "version": "2.0.0", "database": "down"}
-        async with session.get(server.make_url("/orders/X/status?tenant=buatfilm")) as response:
-            assert response.status == 503
-            assert (await response.json())["error"] == "database_unavailable"
 
 
 async def test_the_openapi_document_matches_the_routes(stack: Stack) -> None:

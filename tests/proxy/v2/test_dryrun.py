@@ -1,4 +1,4 @@
-"""Dry runs: a mirrored create or webhook runs v2's real code and leaves nothing behind."""
+"""Dry runs: a mirrored create, status read or webhook runs v2's real code and leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -8,13 +8,12 @@ from typing import Any
 import aiohttp
 import psycopg
 
-from proxy.tenant import TenantRule
+from controlplane.config.tenant import TenantRule
 from proxy.v2.app import create_v2_app
 from proxy.v2.settings import V2Settings
-from tests.conftest import Database
-from tests.proxy.v2.conftest import Stack
-
-MARK = {"X-Dualstack-Shadow": "1"}
+from tests.conftest import Database, wait_until
+from tests.fixtures.v2_rows import order
+from tests.fixtures.v2_stack import MARK, Stack
 
 
 def counts(stack: Stack, slug: str) -> tuple[int, int, int, int]:
@@ -43,17 +42,29 @@ async def test_a_dry_run_create_keeps_nothing_and_calls_no_midtrans(stack: Stack
     assert counts(stack, tenant.slug) == (1, 1, 0, 1)
 
 
+async def test_a_dry_run_status_read_answers_from_the_database_and_asks_no_midtrans(stack: Stack) -> None:
+    tenant, other = stack.add_tenant(), stack.add_tenant()
+    await stack.create(tenant, "DRY-S", amount=5000)  # recent, pending, with a Snap token
+    asked = stack.midtrans.status_calls
+    status, body = await stack.request("GET", "/orders/DRY-S/status", tenant, headers=MARK)
+    assert status == 200 and body["order"]["id"] == "DRY-S" and body["order"]["status"] == "PENDING_PAYMENT"
+    assert body["order"]["totalAmount"] == 5000
+    assert stack.midtrans.status_calls == asked
+    # Bound to its own tenant inside the dry run's transaction too.
+    assert (await stack.request("GET", "/orders/DRY-S/status", other, headers=MARK))[0] == 404
+
+
 async def test_a_dry_run_webhook_changes_nothing(stack: Stack) -> None:
     tenant = stack.add_tenant()
     await stack.create(tenant, "DRY-W", amount=5000)
-    transaction = stack.midtrans.transactions[(tenant.server_key, "DRY-W")]
+    transaction = stack.midtrans.set_status("DRY-W", "settlement")  # what Get Status will confirm
     payload = stack.midtrans.notification(transaction, "settlement")
     before = counts(stack, tenant.slug)
     status, body = await stack.request("POST", "/webhooks/midtrans", tenant, json=payload, headers=MARK)
     assert (status, body) == (200, "OK")
     assert counts(stack, tenant.slug) == before
-    status, body = await stack.request("GET", "/orders/DRY-W/status", tenant)
-    assert body["order"]["status"] == "PENDING_PAYMENT"
+    # Read from the database: a real status read would itself ask Midtrans (read_confirm.py).
+    assert order(stack, tenant, "DRY-W")[0] == "pending"  # type: ignore[index]
     # The same notification for real is applied (the dry run took no dedupe key).
     assert (await stack.request("POST", "/webhooks/midtrans", tenant, json=payload))[0] == 200
     assert (await stack.request("GET", "/orders/DRY-W/status", tenant))[1]["order"]["status"] == "PAID"
@@ -69,3 +80,21 @@ async def test_a_marker_from_an_untrusted_peer_is_refused(aiohttp_server: Any, d
     ) as response:
         assert response.status == 400
         assert (await response.json())["error"] == "untrusted_shadow_marker"
+
+
+async def test_dry_runs_send_no_email_through_the_real_sender(stack: Stack) -> None:
+    tenant = stack.add_tenant()  # its emails go to the stack's real relay
+    status, _ = await stack.request(
+        "POST", "/payment/create", tenant, headers=MARK,
+        json={"orderId": "DRY-MAIL", "amount": 1000, "email": "a@b.co", "phone": "1", "name": "A"})
+    assert status == 200
+    await stack.create(tenant, "REAL-MAIL", amount=5000)
+    # The real order's email went out, and its row says so (the relay has it a moment before that commit).
+    await wait_until(lambda: len(stack.relay.to("REAL-MAIL")) == 1 and stack.outbox_rows(tenant)[0][2] == "sent")
+    transaction = stack.midtrans.transactions[(tenant.server_key, "REAL-MAIL")]
+    payload = stack.midtrans.notification(transaction, "settlement")
+    assert (await stack.request("POST", "/webhooks/midtrans", tenant, json=payload, headers=MARK))[0] == 200
+    for _ in range(3):
+        await stack.sweep(tenant)
+    assert stack.relay.to("DRY-MAIL") == [] and len(stack.relay.to("REAL-MAIL")) == 1  # no payment email
+    assert [row[:3] for row in stack.outbox_rows(tenant)] == [("REAL-MAIL", "order_created", "sent")]

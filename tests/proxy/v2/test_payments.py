@@ -6,7 +6,7 @@ import asyncio
 
 import psycopg
 
-from tests.proxy.v2.conftest import Stack
+from tests.fixtures.v2_stack import Stack
 
 
 async def test_create_commits_the_order_then_calls_snap_with_the_tenants_key(stack: Stack) -> None:

@@ -1,26 +1,13 @@
-"""The pure rules of v2: signatures, status mapping and precedence, validation."""
+"""The pure rules of v2: status mapping and precedence, validation (signatures and status codes: tests/proxy/serving)."""
 
 from __future__ import annotations
 
 import pytest
 
+from controlplane.order_status import order_status_for
 from proxy.v2.gateway import SnapRequest
-from proxy.v2.signature import notification_signature, signature_is_valid
-from proxy.v2.status import decide_transition, order_status_for
+from proxy.v2.status import decide_transition, needs_confirmation
 from proxy.v2.validation import validate_create
-
-VECTOR = ("9b162d8c2cf742e86aa619397ca943f2ff7fd1ec715e680f6fe1d613551c4b07"
-          "d9de71ee8f24e75c29a71dc43ce6864d161e93087ccbbaf1c7c75e94b1895412")
-
-
-def test_the_reference_signature_vector() -> None:
-    assert notification_signature("ORDER-101", "200", "10000.00", "SB-Mid-server-TEST") == VECTOR
-    payload = {"order_id": "ORDER-101", "status_code": "200", "gross_amount": "10000.00", "signature_key": VECTOR}
-    assert signature_is_valid(payload, "SB-Mid-server-TEST")
-    assert signature_is_valid({**payload, "signature_key": VECTOR.upper()}, "SB-Mid-server-TEST")
-    assert not signature_is_valid({**payload, "gross_amount": "10000"}, "SB-Mid-server-TEST")
-    assert not signature_is_valid(payload, "SB-Mid-server-OTHER")
-    assert not signature_is_valid({**payload, "order_id": 101}, "SB-Mid-server-TEST")
 
 
 @pytest.mark.parametrize(
@@ -49,6 +36,15 @@ def test_precedence(current: str, transaction: str, outcome: str, new: str | Non
     assert (transition.outcome, transition.new_status) == (outcome, new)
 
 
+def test_only_money_moving_changes_need_midtrans_confirmation() -> None:
+    confirm = {(current, transaction): needs_confirmation(decide_transition(current, transaction, None))
+               for current, transaction in (("pending", "settlement"), ("pending", "deny"), ("paid", "refund"),
+                                            ("paid", "deny"), ("pending", "expire"), ("paid", "settlement"),
+                                            ("paid", "pending"))}
+    assert [pair for pair, needed in confirm.items() if needed] == [
+        ("pending", "settlement"), ("pending", "deny"), ("paid", "refund"), ("paid", "deny")]
+
+
 def test_validation_accepts_what_the_funnel_sends() -> None:
     create, details = validate_create({"orderId": "261225AB12CD", "amount": "150000", "email": "a@b.co",
                                        "phone": "0812", "name": " Budi ", "paymentMethod": "BCA"})
@@ -68,3 +64,4 @@ def test_snap_body_maps_payment_methods() -> None:
     body = SnapRequest(**base, payment_method=None, finish_url="https://f").body()
     assert body["callbacks"] == {"finish": "https://f", "error": "https://f"}
     assert "finish_redirect_url" not in str(body)
+

@@ -8,7 +8,8 @@ from typing import Any
 import psycopg
 
 from tests.conftest import wait_until
-from tests.proxy.v2.conftest import Stack, Tenant
+from tests.fixtures.v2_rows import order
+from tests.fixtures.v2_stack import Stack, Tenant
 
 
 def events(stack: Stack, tenant: Tenant) -> list[tuple[Any, ...]]:
@@ -17,14 +18,6 @@ def events(stack: Stack, tenant: Tenant) -> list[tuple[Any, ...]]:
             "SELECT e.order_id, e.transaction_status, e.signature_valid, e.outcome FROM payments.payment_events e "
             "JOIN payments.tenants t ON t.id = e.tenant_id WHERE t.slug = %s ORDER BY e.id", (tenant.slug,)).fetchall()
 
-
-def order(stack: Stack, tenant: Tenant, order_id: str) -> tuple[Any, ...] | None:
-    with psycopg.connect(stack.database.admin_url) as conn:
-        return conn.execute(
-            "SELECT o.payment_status, o.status_flagged, c.total_orders, c.total_spent FROM payments.orders o "
-            "JOIN payments.customers c ON c.tenant_id = o.tenant_id AND c.id = o.customer_id "
-            "JOIN payments.tenants t ON t.id = o.tenant_id WHERE t.slug = %s AND o.order_id = %s",
-            (tenant.slug, order_id)).fetchone()
 
 
 def outbox(stack: Stack, tenant: Tenant) -> list[tuple[Any, ...]]:
@@ -40,7 +33,11 @@ async def test_settlement_marks_paid_updates_the_customer_and_sends_one_email(st
     deliveries = await stack.notify("W-1", transaction_status="settlement")
     assert [(d["status"], d["body"]) for d in deliveries] == [(200, "OK")]
     assert order(stack, tenant, "W-1") == ("paid", False, 1, 250000)
-    await wait_until(lambda: outbox(stack, tenant) == [("W-1", "payment_confirmation", "sent")])
+    await wait_until(lambda: sorted(outbox(stack, tenant)) == [("W-1", "order_created", "sent"),
+                                                                 ("W-1", "payment_confirmation", "sent")])
+    assert [str(m["Subject"]).strip() for m in stack.relay.to("W-1")] == [
+        f"Pesanan W-1 di Shop {tenant.slug}: selesaikan pembayaran Rp250.000",
+        f"Pembayaran diterima: pesanan W-1 di Shop {tenant.slug}"]
     status, body = await stack.request("GET", "/orders/W-1/status", tenant)
     assert (status, body["order"]["status"]) == (200, "PAID")
 
@@ -52,7 +49,7 @@ async def test_duplicates_are_recorded_and_applied_once(stack: Stack) -> None:
     assert [d["status"] for d in deliveries] == [200, 200, 200]
     assert order(stack, tenant, "W-DUP") == ("paid", False, 1, 1000)  # counted once
     assert [e[3] for e in events(stack, tenant)] == ["applied", "duplicate", "duplicate"]
-    assert len(outbox(stack, tenant)) == 1
+    assert [row[1] for row in outbox(stack, tenant)].count("payment_confirmation") == 1
 
 
 async def test_concurrent_duplicates_apply_once(stack: Stack) -> None:
@@ -160,7 +157,7 @@ async def test_during_a_grace_window_unknown_orders_are_retried_not_dropped(stac
 
     tenant = stack.add_tenant()
     await stack.create(tenant, "W-LATE", amount=5000)
-    transaction = stack.midtrans.transactions[(tenant.server_key, "W-LATE")]
+    transaction = stack.midtrans.set_status("W-LATE", "settlement")  # what Get Status will confirm
     with psycopg.connect(stack.database.admin_url) as conn:  # as if the order were still only on v1
         conn.execute("DELETE FROM payments.orders WHERE order_id = 'W-LATE' AND tenant_id = "
                      "(SELECT id FROM payments.tenants WHERE slug = %s)", (tenant.slug,))

@@ -1,0 +1,15 @@
+"""A v1 store named again in a printed command (`--from`): exactly as given, but for a password."""
+
+from __future__ import annotations
+
+from controlplane.migrate import store_for
+
+
+def test_a_store_is_named_again_as_given_with_its_password_replaced() -> None:
+    with_options = "postgresql:///postgres?user=postgres&host=%2Ftmp%2Fpg&options=-c%20search_path%3Dlegacy_v1"
+    assert store_for(with_options).argument == with_options  # the schema option kept: no password to hide
+    secret = "postgresql://api:s3cret@db.internal:5432/shop?sslmode=require"
+    argument = store_for(secret).argument
+    assert argument == "postgresql://api:PASSWORD@db.internal:5432/shop?sslmode=require"
+    assert "s3cret" not in argument and "s3cret" not in store_for(secret).name
+    assert store_for("sqlite:/var/www/api/orders.db").argument == "sqlite:/var/www/api/orders.db"

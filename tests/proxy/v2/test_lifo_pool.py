@@ -1,0 +1,129 @@
+"""v2's pool lends the most recently returned idle connection first, and keeps the pool's guarantees:
+nothing carried from one request into the next, no caller left waiting while a connection sits idle
+in front, broken connections replaced, every connection closed with the pool."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.pq import TransactionStatus
+
+from proxy.v2.db import make_pool
+from proxy.v2.lifo_pool import LifoConnectionPool
+from tests.conftest import Database, wait_until
+
+
+async def _backend(conn: psycopg.AsyncConnection[dict[str, int]]) -> int:
+    row = await (await conn.execute("SELECT pg_backend_pid() AS pid")).fetchone()
+    assert row is not None
+    return row["pid"]
+
+
+async def test_the_most_recently_returned_connection_is_lent_first(database: Database) -> None:
+    pool = make_pool(database.app_url, database.layout.schema, min_size=3, max_size=3)
+    await pool.open(wait=True)
+    try:
+        first, second = await pool.getconn(), await pool.getconn()
+        first_pid, second_pid = await _backend(first), await _backend(second)
+        await pool.putconn(first)
+        await pool.putconn(second)
+        for _ in range(5):  # always the newest, never round the pool
+            async with pool.connection() as conn:
+                assert await _backend(conn) == second_pid
+        both = await pool.getconn(), await pool.getconn()
+        assert {await _backend(conn) for conn in both} == {first_pid, second_pid}
+        for conn in both:
+            await pool.putconn(conn)
+    finally:
+        await pool.close()
+    assert first.closed and second.closed
+
+
+async def test_a_connection_returned_inside_a_transaction_goes_back_through_the_pool(database: Database) -> None:
+    pool = make_pool(database.app_url, database.layout.schema, max_size=1)
+    await pool.open(wait=True)
+    try:
+        conn = await pool.getconn()
+        await conn.execute("BEGIN")
+        await conn.execute("SELECT set_config('app.tenant_id', gen_random_uuid()::text, true)")
+        await pool.putconn(conn)  # not idle: the pool rolls it back, it is never kept in front
+        async with pool.connection() as again:
+            assert again.info.transaction_status == TransactionStatus.IDLE
+            row = await (await again.execute("SELECT current_setting('app.tenant_id', true) AS s")).fetchone()
+            assert row in ({"s": ""}, {"s": None})
+    finally:
+        await pool.close()
+
+
+async def test_a_caller_waiting_in_the_pool_gets_the_returned_connection(database: Database) -> None:
+    pool = make_pool(database.app_url, database.layout.schema, max_size=1)
+    await pool.open(wait=True)
+    try:
+        held = await pool.getconn()
+        waiter = asyncio.create_task(pool.getconn(timeout=15.0))  # bound only against a hang
+        await wait_until(lambda: pool.get_stats().get("requests_waiting", 0) > 0, timeout_s=15.0)
+        await pool.putconn(held)  # a caller waits: to the pool, not kept in front
+        got = await waiter
+        assert got is held
+        await pool.putconn(got)
+    finally:
+        await pool.close()
+
+
+async def test_a_broken_connection_is_replaced_not_lent_again(database: Database) -> None:
+    pool = make_pool(database.app_url, database.layout.schema, max_size=1)
+    await pool.open(wait=True)
+    try:
+        async with pool.connection() as conn:
+            pid = await _backend(conn)
+        with psycopg.connect(database.admin_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        conn = await pool.getconn()  # the one kept in front: its server has gone
+        with pytest.raises(psycopg.OperationalError):
+            await conn.execute("SELECT 1")
+        await pool.putconn(conn)
+        async with pool.connection(timeout=15.0) as fresh:
+            assert await _backend(fresh) != pid
+    finally:
+        await pool.close()
+
+
+async def test_a_connection_idle_in_front_goes_back_to_the_pool(database: Database) -> None:
+    pool: LifoConnectionPool[psycopg.AsyncConnection[Any]] = LifoConnectionPool(
+        database.app_url, min_size=1, max_size=1, open=False, idle_s=0.0)  # every kept one is idle too long
+    await pool.open(wait=True)
+    try:
+        async with pool.connection():
+            pass
+        assert pool.get_stats()["pool_available"] == 0  # kept in front, out of the pool
+        async with pool.connection():
+            pass
+        assert pool.get_stats()["requests_num"] == 2  # the second came through the pool
+    finally:
+        await pool.close()
+
+
+async def test_the_oldest_kept_connection_goes_back_when_unused_and_none_is_held_past_its_hold(
+        database: Database) -> None:
+    sweeping: LifoConnectionPool[psycopg.AsyncConnection[Any]] = LifoConnectionPool(
+        database.app_url, min_size=2, max_size=2, open=False, idle_s=0.0)
+    await sweeping.open(wait=True)
+    try:
+        both = await sweeping.getconn(), await sweeping.getconn()
+        for conn in both:
+            await sweeping.putconn(conn)  # the second return finds the first unused since: to the pool
+        assert sweeping.get_stats()["pool_available"] == 1
+    finally:
+        await sweeping.close()
+    holding: LifoConnectionPool[psycopg.AsyncConnection[Any]] = LifoConnectionPool(
+        database.app_url, min_size=1, max_size=1, open=False, hold_s=0.0)
+    await holding.open(wait=True)
+    try:
+        async with holding.connection():
+            pass
+        assert holding.get_stats()["pool_available"] == 1  # out for its whole hold: back through the pool
+    finally:
+        await holding.close()
