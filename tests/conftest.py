@@ -28,7 +28,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Fixtures more than one test folder uses (a v2 stack for the control plane's reconcile and cutover
 # tests as well as v2's own): helpers and types are imported from these modules, never from a test.
-pytest_plugins = ["tests.fixtures.smtp_relay", "tests.fixtures.v2_stack", "tests.fixtures.cutover_world"]
+pytest_plugins = ["tests.fixtures.watchdog", "tests.fixtures.smtp_relay", "tests.fixtures.v2_stack",
+                  "tests.fixtures.cutover_world"]
 
 
 @dataclass
