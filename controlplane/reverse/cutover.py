@@ -26,7 +26,7 @@ from controlplane.cutover.probe import backend_health
 from controlplane.cutover.request import Check, CutoverRequest, CutoverStopped, Say
 from controlplane.errors import UsageProblem
 from controlplane.invocation import command_path
-from controlplane.reverse.run import PassReport, Verification, reverse_pass, verify_both_sides
+from controlplane.reverse.run import Verification, reverse_pass, verify_both_sides
 from controlplane.reverse.v1_stores import ReverseSyncProblem, writer_for
 from controlplane.state.cutovers import CutoverStore, Outcome
 from controlplane.state.reverse_syncs import ReverseSyncRecord, ReverseSyncStore
@@ -152,7 +152,7 @@ def check(request: CutoverRequest, policy: CutoverPolicy, v2: UpstreamSpec) -> C
     store = ReverseSyncStore(r.state_url, r.state_schema) if r.state_url else None
     record = store.get(r.slug) if store is not None else None
     try:
-        report, verification, copied = _last_passes(r, store, record, LAST_PASSES)
+        verification, until, copied = _last_passes(r, store, record, LAST_PASSES)
     except ReverseSyncProblem as exc:
         if exc.side == "v2":
             now = store.clock() if store is not None else datetime.now(UTC)
@@ -166,9 +166,9 @@ def check(request: CutoverRequest, policy: CutoverPolicy, v2: UpstreamSpec) -> C
                                   f"v1's store as final as on v2 after {LAST_PASSES} last passes: {shown}. Going "
                                   "back now would lose them: look at these orders in v1 (`dualstack reverse-sync` "
                                   "says what it left alone and why)")
-    return Check(NAME, True, f"v1 holds all {verification.checked} orders v2 held at {utc(report.watermark)}, each "
-                             f"as final (the last passes copied {copied}){newer}",
-                 verified_until=report.watermark.isoformat())
+    return Check(NAME, True, f"v1 holds all {verification.checked} orders v2 held at {utc(until)}, each as final "
+                             f"(the last passes copied {copied}){newer}",
+                 verified_until=until.isoformat())
 
 
 def final_pass(request: CutoverRequest, say: Say, verified_until: str | None = None) -> dict[str, Any]:
@@ -185,7 +185,7 @@ def final_pass(request: CutoverRequest, say: Say, verified_until: str | None = N
     record = store.get(r.slug) if store is not None else None
     overridden = NAME in r.overrides
     try:
-        report, verification, copied = _last_passes(
+        verification, until, copied = _last_passes(
             r, store, record, FINAL_PASSES, since=datetime.fromisoformat(verified_until) if verified_until else None)
     except ReverseSyncProblem as exc:
         if exc.side == "v2":
@@ -205,32 +205,39 @@ def final_pass(request: CutoverRequest, say: Say, verified_until: str | None = N
     changed = f"v2 changed since the preflight verified both sides ({utc(verification.since)}) and held at" \
         if verification.since is not None else "v2 held at"
     say(f"final sync: under the hold, v1 holds {'all ' if verification.clean else ''}{verification.checked} orders "
-        f"{changed} {utc(report.watermark)} (this pass copied {copied})"
+        f"{changed} {utc(until)} (this pass copied {copied})"
         + ("" if verification.clean else f"; {len(verification.behind)} behind (reverse_sync overridden)"))
     return {"clean": verification.clean, "copied": copied, "verified": verification.checked,
             **({"verified_since": verified_until} if verification.since is not None else {})}
 
 
 def _last_passes(r: CutoverRequest, store: ReverseSyncStore | None, record: ReverseSyncRecord | None,
-                 passes: int, *, since: datetime | None = None) -> tuple[PassReport, Verification, int]:
+                 passes: int, *, since: datetime | None = None) -> tuple[Verification, datetime, int]:
     """Up to `passes` reverse passes, each followed by the verification (of the orders v2 changed
-    since `since`; None: all), until one verifies clean: (the last pass, its verification, orders
-    copied in all). ReverseSyncProblem when a side fails."""
+    since `since`; None: all), until one verifies clean: (the last verification, the time up to which
+    it verified, orders copied in all). ReverseSyncProblem when a side fails."""
     assert r.v1 is not None and r.database_url
     writer = writer_for(r.v1)
     watermark = record.watermark if record is not None and record.running else None
     copied = 0
+    until: datetime | None = None
+    verification = Verification()
     for _ in range(passes):
         report = reverse_pass(writer, r.database_url, r.slug, r.layout.schema, watermark=watermark)
         copied += report.written.copied
         if store is not None and record is not None and record.running:
             store.passed(r.slug, report.watermark, report.lag_s, report.written.copied)
-        verification = verify_both_sides(writer, r.database_url, r.slug, r.layout.schema, until=report.watermark,
-                                         since=since)
+        # Every verification looks at what v2 held when the first pass began. An order a transaction
+        # changed before then but committed after that pass read it shows as behind once; the next pass
+        # re-reads it (OVERLAP_S). Verifying up to each new pass's start instead would meet new writes in
+        # flight at each: a tenant taking orders would never verify clean.
+        until = until or report.watermark
+        verification = verify_both_sides(writer, r.database_url, r.slug, r.layout.schema, until=until, since=since)
         if verification.clean:
             break
         watermark = report.watermark
-    return report, verification, copied
+    assert until is not None
+    return verification, until, copied
 
 
 def from_record(record: ReverseSyncRecord | None, policy: CutoverPolicy, error: str, now: datetime,
