@@ -10,10 +10,11 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg.pq import TransactionStatus
+from psycopg_pool import PoolClosed, PoolTimeout
 
 from proxy.v2.db import make_pool
 from proxy.v2.lifo_pool import LifoConnectionPool
-from tests.conftest import Database, wait_until
+from tests.conftest import Database
 
 
 async def _backend(conn: psycopg.AsyncConnection[dict[str, int]]) -> int:
@@ -58,19 +59,109 @@ async def test_a_connection_returned_inside_a_transaction_goes_back_through_the_
         await pool.close()
 
 
-async def test_a_caller_waiting_in_the_pool_gets_the_returned_connection(database: Database) -> None:
+async def _waiting(pool: LifoConnectionPool[Any]) -> asyncio.Task[Any]:
+    """A caller asking for a connection while every one is lent; returns once it waits (the bound
+    only stops a broken pool hanging the test)."""
+    task = asyncio.create_task(pool.getconn(timeout=15.0))
+    for _ in range(3):  # its first step runs up to the wait: no I/O before it
+        await asyncio.sleep(0)
+    assert not task.done()
+    return task
+
+
+async def test_a_caller_waiting_while_every_connection_is_lent_gets_the_next_one_returned(database: Database) -> None:
     pool = make_pool(database.app_url, database.layout.schema, max_size=1)
     await pool.open(wait=True)
     try:
         held = await pool.getconn()
-        waiter = asyncio.create_task(pool.getconn(timeout=15.0))  # bound only against a hang
-        await wait_until(lambda: pool.get_stats().get("requests_waiting", 0) > 0, timeout_s=15.0)
-        await pool.putconn(held)  # a caller waits: to the pool, not kept in front
+        waiter = await _waiting(pool)
+        await pool.putconn(held)  # idle: handed straight to the caller waiting
         got = await waiter
         assert got is held
+        assert pool.get_stats()["requests_num"] == 1  # only the first caller went through the pool
         await pool.putconn(got)
     finally:
         await pool.close()
+
+
+async def test_callers_waiting_are_served_first_come_first_served_and_none_is_left_behind(
+        database: Database) -> None:
+    pool = make_pool(database.app_url, database.layout.schema, max_size=2)
+    await pool.open(wait=True)
+    served: list[int] = []
+
+    async def one(n: int) -> None:
+        async with pool.connection(timeout=15.0) as conn:
+            await conn.execute("SELECT 1")
+            served.append(n)
+
+    try:
+        both = [await pool.getconn(), await pool.getconn()]
+        callers = []
+        for n in range(12):
+            callers.append(asyncio.create_task(one(n)))
+            await asyncio.sleep(0)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        for conn in both:
+            await pool.putconn(conn)
+        await asyncio.gather(*callers)
+        assert sorted(served) == list(range(12)) and served[:2] == [0, 1]
+        again = [await pool.getconn(timeout=15.0), await pool.getconn(timeout=15.0)]  # both lendable again
+        for conn in again:
+            await pool.putconn(conn)
+    finally:
+        await pool.close()
+
+
+async def test_a_connection_returned_in_a_transaction_reaches_a_waiting_caller_clean_through_the_pool(
+        database: Database) -> None:
+    pool = make_pool(database.app_url, database.layout.schema, max_size=1)
+    await pool.open(wait=True)
+    try:
+        held = await pool.getconn()
+        waiter = await _waiting(pool)
+        await held.execute("BEGIN")
+        await held.execute("SELECT set_config('app.tenant_id', gen_random_uuid()::text, true)")
+        await pool.putconn(held)  # not idle: never handed over as it is; the pool rolls it back
+        got = await waiter
+        assert got.info.transaction_status == TransactionStatus.IDLE
+        row = await (await got.execute("SELECT current_setting('app.tenant_id', true) AS s")).fetchone()
+        assert row in ({"s": ""}, {"s": None})
+        await pool.putconn(got)
+    finally:
+        await pool.close()
+
+
+async def test_a_caller_that_gives_up_waiting_strands_no_connection(database: Database) -> None:
+    pool = make_pool(database.app_url, database.layout.schema, max_size=1)
+    await pool.open(wait=True)
+    try:
+        held = await pool.getconn()
+        with pytest.raises(PoolTimeout, match="every one stayed lent"):
+            await pool.getconn(timeout=0.05)
+        # Handed over in the same turn of the loop as the caller is cancelled: given back, not lost.
+        waiter = await _waiting(pool)
+        await pool.putconn(held)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        async with pool.connection(timeout=15.0) as again:
+            assert again is held
+    finally:
+        await pool.close()
+
+
+async def test_a_caller_waiting_when_the_pool_closes_is_refused(database: Database) -> None:
+    pool = make_pool(database.app_url, database.layout.schema, max_size=1)
+    await pool.open(wait=True)
+    held = await pool.getconn()
+    waiter = await _waiting(pool)
+    await pool.close()
+    with pytest.raises(PoolClosed):
+        await waiter
+    await pool.putconn(held)
+    assert held.closed
 
 
 async def test_a_broken_connection_is_replaced_not_lent_again(database: Database) -> None:
