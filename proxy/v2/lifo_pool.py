@@ -5,19 +5,24 @@ all its connections, each a different PostgreSQL backend whose caches went cold 
 few idle connections are kept in front of the pool, newest on top, and lent first: a worker's
 reads keep landing on the same one or two warm backends, and skip the pool's lock and queue.
 
-Only the pool's public `getconn`/`putconn`/`close` are overridden, so `pool.connection()` and every
-other user of the pool go through the same front, and the pool's guarantees stay:
+Only the pool's public `getconn`/`putconn`/`resize`/`close` are overridden, so `pool.connection()`
+and every other user of the pool go through the same front, and the pool's guarantees stay:
 - A connection is kept in front only when it comes back idle (no transaction open, so no
   transaction-local `app.tenant_id` can remain) and not closed or broken; any other goes to the
   pool's own putconn, which rolls it back or replaces it.
 - Nobody waits while a connection sits in front: while a caller waits in the pool, every returned
   connection goes to the pool, which hands it to the waiter.
-- When every connection is lent, callers wait here, first come first served, and a connection that
-  comes back idle is handed straight to the first of them (the pool's own queue, its lock, condition
-  and return path cost about a tenth of a status read's CPU under load). One that comes back in any
-  other state goes to the pool, and a waiter here is woken to ask the pool, so nobody waits here
-  while the pool has a connection. A waiter that times out or is cancelled after a connection was
-  handed to it gives that connection back.
+- When every connection is lent, callers wait here, and a connection that comes back idle is handed
+  straight to the first of them (the pool's own queue, its lock, condition and return path cost
+  about a tenth of a status read's CPU under load). Whenever a connection goes to the pool instead
+  (in any other state, past its hold, or for callers already waiting in the pool) or the pool grows,
+  every caller waiting here moves to the pool's own queue, counted as waiting there from that moment,
+  so nobody waits here while the pool has or makes a connection. A caller that times out or is
+  cancelled as a connection is handed to it gives that connection back; `max_waiting` counts both
+  queues.
+- One returned that is not lent (another pool's, or one returned twice) is refused, as the pool
+  refuses it, and counts nothing. (A second return after the connection was handed to the next
+  caller cannot be told from that caller's own: every caller here returns each connection once.)
 - The pool still sees each connection regularly (expiry by max_lifetime, drain, resizing): one out of
   it for `hold_s` goes back to it when returned, and one idle in front for `idle_s` is given back on
   the next getconn. `close()` gives every kept connection back before closing the pool.
@@ -32,7 +37,7 @@ from typing import Any, Final, Generic, TypeVar
 
 from psycopg import AsyncConnection
 from psycopg.pq import TransactionStatus
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, PoolTimeout, TooManyRequests
 
 ConnT = TypeVar("ConnT", bound=AsyncConnection[Any])
 
@@ -50,33 +55,39 @@ class LifoConnectionPool(AsyncConnectionPool[ConnT], Generic[ConnT]):
         self._idle_s = idle_s
         self._front: list[tuple[ConnT, float]] = []  # (connection, when it was put here), newest last
         self._out: dict[ConnT, float] = {}  # connections out of the pool, and since when
-        self._lent = 0  # connections lent to callers now (not those kept in front)
-        self._pool_waiters = 0
+        self._lent: set[ConnT] = set()  # connections a caller holds now (not those kept in front)
+        self._pool_waiters = 0  # callers waiting in the pool's own queue, or sent there
         self._waiters: deque[asyncio.Future[ConnT | None]] = deque()  # callers waiting here, first first
 
     async def getconn(self, timeout: float | None = None) -> ConnT:  # noqa: ASYNC109 (the pool's signature)
         while self._front:
             conn, kept_at = self._front.pop()
             if time.monotonic() - kept_at < self._idle_s and not conn.closed:
-                self._lent += 1
+                self._lent.add(conn)
                 return conn
             await self._to_pool(conn)
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        if self._lent >= self.max_size and not self.closed:  # every connection is lent: wait for one here
+        if len(self._lent) >= self.max_size and not self.closed:  # every connection is lent: wait here
+            if self.max_waiting and len(self._waiters) + self._pool_waiters >= self.max_waiting:
+                raise TooManyRequests(f"the pool {self.name!r} has already {self.max_waiting} requests waiting")
             handed = await self._wait_here(deadline)
             if handed is not None:
-                return handed  # still counted as lent
-        self._pool_waiters += 1
+                return handed  # still in self._lent: it went from one caller to the next
+        else:
+            self._pool_waiters += 1  # (a caller sent from here was counted when it was sent)
         try:
             conn = await super().getconn(max(0.0, deadline - time.monotonic()))
         finally:
             self._pool_waiters -= 1
-        self._lent += 1
+        self._lent.add(conn)
         self._out[conn] = time.monotonic()
         return conn
 
     async def putconn(self, conn: ConnT) -> None:
-        self._lent -= 1
+        if conn not in self._lent:
+            raise ValueError(f"can't return connection to pool {self.name!r}: it is not lent (returned twice, or "
+                             f"not from this pool): {conn}")
+        self._lent.discard(conn)
         now = time.monotonic()
         if self._front and now - self._front[0][1] >= self._idle_s:  # the oldest kept, unused meanwhile
             await self._to_pool(self._front.pop(0)[0])
@@ -84,23 +95,26 @@ class LifoConnectionPool(AsyncConnectionPool[ConnT], Generic[ConnT]):
         if (out_since is not None and now - out_since < self._hold_s and self._pool_waiters == 0
                 and not self.closed and not conn.closed and conn.pgconn.transaction_status == TransactionStatus.IDLE):
             if self._hand_over(conn):
-                self._lent += 1
+                self._lent.add(conn)
                 return
             if len(self._front) < self._front_size:
                 self._front.append((conn, now))
                 return
         await self._to_pool(conn)
-        self._hand_over(None)  # a caller waiting here asks the pool, which has this connection now
+        self._send_to_pool()  # it has this connection (or, broken, its replacement) for them now
+
+    async def resize(self, min_size: int, max_size: int | None = None) -> None:
+        await super().resize(min_size, max_size)
+        self._send_to_pool()  # grown, it makes connections: its own queue gets them
 
     async def close(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109 (the pool's signature)
         while self._front:
             await self._to_pool(self._front.pop()[0])
-        while self._hand_over(None):  # each asks the closed pool, which refuses
-            pass
+        self._send_to_pool()  # each asks the closed pool, which refuses
         await super().close(timeout)
 
     async def _wait_here(self, deadline: float) -> ConnT | None:
-        """The next connection returned idle, or None when one went to the pool instead (ask it)."""
+        """The next connection returned idle, or None: ask the pool (counted in its waiters already)."""
         waiter: asyncio.Future[ConnT | None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
@@ -114,24 +128,32 @@ class LifoConnectionPool(AsyncConnectionPool[ConnT], Generic[ConnT]):
             raise
 
     async def _given_up(self, waiter: asyncio.Future[ConnT | None]) -> None:
-        """The caller stopped waiting: what was handed to it meanwhile goes to the next one, not lost."""
+        """The caller stopped waiting: a connection handed to it meanwhile is given back, not lost."""
         if not waiter.done():
             waiter.cancel()  # skipped by _hand_over
         elif not waiter.cancelled():
             handed = waiter.result()
             if handed is None:
-                self._hand_over(None)  # the pool's connection is for the next caller waiting here
+                self._pool_waiters -= 1  # sent to the pool, it never asked
             else:
                 await self.putconn(handed)
 
-    def _hand_over(self, conn: ConnT | None) -> bool:
-        """Give `conn` (None: the news that the pool has one) to the first caller still waiting here."""
+    def _hand_over(self, conn: ConnT) -> bool:
+        """Give `conn` to the first caller still waiting here."""
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(conn)
                 return True
         return False
+
+    def _send_to_pool(self) -> None:
+        """Every caller waiting here goes to wait in the pool's own queue."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                self._pool_waiters += 1
 
     async def _to_pool(self, conn: ConnT) -> None:
         self._out.pop(conn, None)

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg.pq import TransactionStatus
-from psycopg_pool import PoolClosed, PoolTimeout
+from psycopg_pool import PoolClosed, PoolTimeout, TooManyRequests
 
 from proxy.v2.db import make_pool
 from proxy.v2.lifo_pool import LifoConnectionPool
@@ -218,3 +218,95 @@ async def test_the_oldest_kept_connection_goes_back_when_unused_and_none_is_held
         assert holding.get_stats()["pool_available"] == 1  # out for its whole hold: back through the pool
     finally:
         await holding.close()
+
+
+async def test_a_caller_sent_to_the_pool_is_not_passed_over_for_the_front(database: Database) -> None:
+    pool = make_pool(database.app_url, database.layout.schema, min_size=2, max_size=2)
+    await pool.open(wait=True)
+    try:
+        first, second = await pool.getconn(), await pool.getconn()
+        waiter = await _waiting(pool)
+        await first.execute("BEGIN")
+        await pool.putconn(first)  # not idle: to the pool, and the caller waiting goes to wait there
+        newcomer = await pool.getconn()  # takes it from the pool before that caller asks
+        await pool.putconn(second)  # idle: for the caller waiting in the pool, not kept in front
+        assert await waiter is second
+        for conn in (second, newcomer):
+            await pool.putconn(conn)
+    finally:
+        await pool.close()
+
+
+async def test_callers_waiting_are_all_served_by_the_replacement_of_a_broken_connection(database: Database) -> None:
+    replacement = asyncio.Event()
+    opened = 0
+
+    async def configure(_: psycopg.AsyncConnection[Any]) -> None:
+        nonlocal opened
+        opened += 1
+        if opened > 1:  # the replacement connects only once the first caller has given up
+            await replacement.wait()
+
+    pool: LifoConnectionPool[psycopg.AsyncConnection[Any]] = LifoConnectionPool(
+        database.app_url, min_size=1, max_size=1, open=False, configure=configure)
+    await pool.open(wait=True)
+    try:
+        broken = await pool.getconn()
+        gives_up, stays = await _waiting(pool), await _waiting(pool)
+        await broken.close()
+        await pool.putconn(broken)  # discarded; the pool makes another
+        gives_up.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await gives_up
+        replacement.set()
+        await pool.putconn(await stays)
+    finally:
+        await pool.close()
+
+
+async def test_a_pool_grown_while_callers_wait_serves_them(database: Database) -> None:
+    pool = make_pool(database.app_url, database.layout.schema, max_size=1)
+    await pool.open(wait=True)
+    try:
+        held = await pool.getconn()
+        waiter = await _waiting(pool)
+        await pool.resize(2, 2)
+        await pool.putconn(await waiter)
+        await pool.putconn(held)
+    finally:
+        await pool.close()
+
+
+async def test_max_waiting_counts_the_callers_waiting_in_front(database: Database) -> None:
+    pool: LifoConnectionPool[psycopg.AsyncConnection[Any]] = LifoConnectionPool(
+        database.app_url, min_size=1, max_size=1, max_waiting=1, open=False)
+    await pool.open(wait=True)
+    try:
+        held = await pool.getconn()
+        waiter = await _waiting(pool)
+        with pytest.raises(TooManyRequests):
+            await pool.getconn(timeout=15.0)
+        await pool.putconn(held)
+        await pool.putconn(await waiter)
+    finally:
+        await pool.close()
+
+
+async def test_a_connection_not_lent_is_refused_and_nothing_is_miscounted(database: Database) -> None:
+    pool = make_pool(database.app_url, database.layout.schema, max_size=1)
+    await pool.open(wait=True)
+    try:
+        async with await psycopg.AsyncConnection.connect(database.app_url) as foreign:
+            with pytest.raises(ValueError, match="not lent"):
+                await pool.putconn(foreign)  # type: ignore[arg-type]
+        kept = await pool.getconn()
+        await pool.putconn(kept)  # kept in front
+        with pytest.raises(ValueError, match="not lent"):
+            await pool.putconn(kept)  # a second return would lend it twice
+        held = await pool.getconn()
+        waiter = await _waiting(pool)  # every connection is lent: still counted so
+        await pool.putconn(held)
+        assert await waiter is held
+        await pool.putconn(held)
+    finally:
+        await pool.close()
