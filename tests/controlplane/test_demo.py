@@ -9,9 +9,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
+
+from controlplane.db.layout import DatabaseLayout
+from tests.conftest import SERVER_URL
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -80,7 +85,23 @@ def stop(process: subprocess.Popen[str]) -> None:
     assert process.returncode == 0
 
 
-def test_the_demo_runs_its_printed_commands_twice(tmp_path: Path, empty_database: str) -> None:
+@pytest.fixture
+def default_roles_dropped() -> Iterator[None]:
+    """The demo migrates with the default role names, and roles outlive the database: those it
+    created are dropped after it (set up before `empty_database`, so torn down after its DROP)."""
+    layout = DatabaseLayout()
+    roles = [*layout.login_roles().values(), layout.owner_role]
+    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
+        existing = {r for (r,) in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (roles,))}
+    yield
+    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
+        for role in roles:
+            if role not in existing:
+                conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+def test_the_demo_runs_its_printed_commands_twice(tmp_path: Path, default_roles_dropped: None,
+                                                  empty_database: str) -> None:
     state_dir = tmp_path / "demo"
     base = five_free_ports()
     for run in (1, 2):
