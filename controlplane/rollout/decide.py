@@ -32,7 +32,7 @@ from typing import Any
 from controlplane.config.model import RolloutPolicy
 from controlplane.rollout.calibration import Plan
 from controlplane.rollout.checks import THIN_BASELINE_SLICES, UNBASELINED_SLICES, CountCheck
-from controlplane.rollout.power import RecentPower, any_refuses, recent_power
+from controlplane.rollout.power import RecentPower, any_refuses, needed, recent_power
 from controlplane.rollout.soak import LATENCY_MIN_POOL, Soak
 from controlplane.rollout.windows import Window
 from controlplane.shadow.matchrate import wilson
@@ -317,7 +317,8 @@ def _results(soak: Soak, plan: Plan, now_s: float,
                                 for w in (j.last, j.short, j.long)}
             if j.power is not None:
                 inputs["recent_power"] = {"harm": round(j.power.harm, 6), "probability": round(j.power.probability, 4),
-                                          "target": plan.power, "recent": j.power.recent, "needed": j.power.needed}
+                                          "target": plan.power, "recent": j.power.recent,
+                                          "needed": needed(check, j.last, plan.power)}
                 if spec.name.startswith("errors:"):
                     inputs["recent_power"]["together"] = round(j.together, 4)
             outcome = Outcome.PASS if j.ok else Outcome.INSUFFICIENT
@@ -360,7 +361,8 @@ def _recent_reason(check: CountCheck, judged: Judged, plan: Plan) -> str:
                     else "")
         return (f"too little recent traffic to rule out a regression of {(power.harm - q) * 100:+.2g} pp over v1 "
                 f"(v2's {check.spec.what} at {power.harm:.2%}{' on every route' if together else ''}): "
-                f"{power.recent} of v2's requests in the last {plan.short_s / 3600:g} h, need {power.needed}; the "
+                f"{power.recent} of v2's requests in the last {plan.short_s / 3600:g} h, need "
+                f"{needed(check, judged.last, plan.power)}; the "
                 f"window judged reaches back {short.seconds / 3600:g} h, where such a regression over the last "
                 f"{plan.short_s / 3600:g} h would be refused {power.probability:.0%} of the time{together} "
                 f"(need {plan.power:.0%})")

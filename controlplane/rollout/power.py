@@ -45,7 +45,6 @@ class RecentPower:
     probability: float
     harm: float  # the rate the regression is supposed at, over the last hour
     recent: int  # v2's samples in the last hour
-    needed: int  # the fewest in the last hour for the hour alone to meet the floor
 
     def meets(self, target: float) -> bool:
         return self.probability >= target
@@ -75,10 +74,10 @@ def recent_power(check: CountCheck, short: Window, last: Window, target: float) 
     last hour (the end of `short`)."""
     rate = harm(check, short)
     if check.spec.gate:
-        return RecentPower(1.0, rate, last.v2_total, 0)
+        return RecentPower(1.0, rate, last.v2_total)
     before = short.v2_events - last.v2_events  # v2's events in the window, before the last hour
     probability = binomial_sf(refused_from(check, short) - before, last.v2_total, rate)
-    return RecentPower(probability, rate, last.v2_total, _needed(check, last, target))
+    return RecentPower(probability, rate, last.v2_total)
 
 
 def any_refuses(powers: Iterable[RecentPower | None]) -> float:
@@ -86,9 +85,12 @@ def any_refuses(powers: Iterable[RecentPower | None]) -> float:
     return 1.0 - math.prod(1.0 - p.probability for p in powers if p is not None)
 
 
-def _needed(check: CountCheck, last: Window, target: float) -> int:
+def needed(check: CountCheck, last: Window, target: float) -> int:
     """The fewest samples in the last hour, at its v1 counts, for it to pass alone (check.needed) and
-    to refuse the harm with probability `target`."""
+    to refuse the harm with probability `target`: what the explanation says the floor lacks (a search,
+    so computed only for it, never for the decision; 0 for the gate's check)."""
+    if check.spec.gate:
+        return 0
     n = max(check.needed(last), 16)
     while n < MAX_SAMPLES:
         window = Window(last.seconds, last.v1_events, last.v1_total, 0, n)

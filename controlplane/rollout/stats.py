@@ -129,9 +129,15 @@ def binomial_sf(k: int, n: int, p: float) -> float:
         return 0.5 * math.erfc((k - 0.5 - mean) / math.sqrt(2 * mean * (1 - p)))
     log_p, log_q = math.log(p), math.log1p(-p)
     below = 0.0  # P(X < k): k is small here (about the mean), so the lower tail is the short sum
-    for i in range(k):
-        below += math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p
-                          + (n - i) * log_q)
+    if n * log_q > -700.0:  # P(X = 0) is a float: each term from the one before (the floor asks often)
+        term, odds = math.exp(n * log_q), math.exp(log_p - log_q)
+        for i in range(k):
+            below += term
+            term *= (n - i) / (i + 1) * odds
+    else:
+        for i in range(k):
+            below += math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p
+                              + (n - i) * log_q)
     return min(1.0, max(0.0, 1.0 - below))
 
 

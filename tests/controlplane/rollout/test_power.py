@@ -10,7 +10,7 @@ import pytest
 from controlplane.commands.rollout import _check_story
 from controlplane.rollout.decide import Action, Hold, Outcome, decide
 from controlplane.rollout.evidence import Slice
-from controlplane.rollout.power import recent_power
+from controlplane.rollout.power import needed, recent_power
 from controlplane.rollout.stats import binomial_sf
 from controlplane.rollout.windows import Window
 from tests.controlplane.rollout.test_decide import PLAN, at, minute, soak_of
@@ -59,7 +59,7 @@ def test_a_window_that_is_the_last_hour_refuses_the_harm_when_it_could_pass() ->
     check = soak_of(clean_day(40)).errors[0]
     last = Window(3600.0, 12, 2400, 12, 2400)
     power = recent_power(check, last, last, PLAN.power)
-    assert power.probability >= PLAN.power and power.needed <= 2400
+    assert power.probability >= PLAN.power and needed(check, last, PLAN.power) <= 2400
     # The same hour inside a four-hour window: a regression over it alone is diluted, rarely refused.
     wide = Window(4 * 3600.0, 48, 9600, 48, 9600)
     assert recent_power(check, wide, last, PLAN.power).probability < 0.5
