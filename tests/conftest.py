@@ -186,7 +186,6 @@ async def wait_until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> N
 
 # -- PostgreSQL: one database and one pair of roles per test session, dropped afterwards ----------
 
-import os  # noqa: E402
 import secrets as _secrets  # noqa: E402
 
 import psycopg  # noqa: E402
@@ -194,8 +193,7 @@ from psycopg.conninfo import make_conninfo  # noqa: E402
 
 from controlplane.db.layout import DatabaseLayout  # noqa: E402
 from controlplane.db.migrate import migrate  # noqa: E402
-
-SERVER_URL = os.environ.get("DUALSTACK_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
+from tests.fixtures.postgres_server import SERVER_URL  # noqa: E402
 
 
 @dataclass(frozen=True)
