@@ -13,13 +13,13 @@ and every other user of the pool go through the same front, and the pool's guara
 - Nobody waits while a connection sits in front: while a caller waits in the pool, every returned
   connection goes to the pool, which hands it to the waiter.
 - When every connection is lent, callers wait here, and a connection that comes back idle is handed
-  straight to the first of them (the pool's own queue, its lock, condition and return path cost
-  a quarter of a status read's CPU at 32 connections: bench/v2.py). Whenever a connection goes to the pool instead
-  (in any other state, past its hold, or for callers already waiting in the pool) or the pool grows,
-  every caller waiting here moves to the pool's own queue, counted as waiting there from that moment,
-  so nobody waits here while the pool has or makes a connection. A caller that times out or is
-  cancelled as a connection is handed to it gives that connection back; `max_waiting` counts both
-  queues.
+  straight to the first of them. Through the pool's own queue (its lock, condition and return path)
+  a status read cost a third more CPU: 329 against 250 µs with wrk's 32 connections on a worker's 10
+  (bench/v2.py, one worker). Whenever a connection goes to the pool instead (in any other state,
+  past its hold, or for callers already waiting in the pool) or the pool grows, every caller waiting
+  here moves to the pool's own queue, counted as waiting there from that moment, so nobody waits
+  here while the pool has or makes a connection. A caller that times out or is cancelled as a
+  connection is handed to it gives that connection back; `max_waiting` counts both queues.
 - One returned that is not lent (another pool's, or one returned twice) is refused, as the pool
   refuses it, and counts nothing. (A second return after the connection was handed to the next
   caller cannot be told from that caller's own: every caller here returns each connection once.)
@@ -31,6 +31,7 @@ and every other user of the pool go through the same front, and the pool's guara
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from typing import Any, Final, Generic, TypeVar
@@ -128,15 +129,18 @@ class LifoConnectionPool(AsyncConnectionPool[ConnT], Generic[ConnT]):
             raise
 
     async def _given_up(self, waiter: asyncio.Future[ConnT | None]) -> None:
-        """The caller stopped waiting: a connection handed to it meanwhile is given back, not lost."""
-        if not waiter.done():
-            waiter.cancel()  # skipped by _hand_over
-        elif not waiter.cancelled():
-            handed = waiter.result()
-            if handed is None:
-                self._pool_waiters -= 1  # sent to the pool, it never asked
-            else:
-                await self.putconn(handed)
+        """The caller stopped waiting: it leaves the queue, and a connection handed to it meanwhile is
+        given back, not lost."""
+        if not waiter.done() or waiter.cancelled():  # still queued (cancelling the task cancels its wait)
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+            waiter.cancel()
+            return
+        handed = waiter.result()
+        if handed is None:
+            self._pool_waiters -= 1  # sent to the pool, it never asked
+        else:
+            await self.putconn(handed)
 
     def _hand_over(self, conn: ConnT) -> bool:
         """Give `conn` to the first caller still waiting here."""
