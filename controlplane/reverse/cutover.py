@@ -36,7 +36,7 @@ SHOWN_BEHIND: Final = 5
 # A v2 transaction that began before a pass and committed during it is the next pass's: verified
 # behind once, it is copied by the pass after. What is still behind after these many is real.
 LAST_PASSES: Final = 3
-FINAL_PASSES: Final = 2  # under the hold nothing new reaches v2: a second pass only covers a late commit
+FINAL_PASSES: Final = 2  # under the hold only a status read's settlement reaches v2: a second pass covers a late one
 
 
 def follower_command(request: CutoverRequest) -> str:
@@ -152,7 +152,7 @@ def check(request: CutoverRequest, policy: CutoverPolicy, v2: UpstreamSpec) -> C
     store = ReverseSyncStore(r.state_url, r.state_schema) if r.state_url else None
     record = store.get(r.slug) if store is not None else None
     try:
-        verification, until, copied = _last_passes(r, store, record, LAST_PASSES)
+        verification, until, copied = _last_passes(r, store, record, LAST_PASSES, writes_flow=True)
     except ReverseSyncProblem as exc:
         if exc.side == "v2":
             now = store.clock() if store is not None else datetime.now(UTC)
@@ -186,7 +186,8 @@ def final_pass(request: CutoverRequest, say: Say, verified_until: str | None = N
     overridden = NAME in r.overrides
     try:
         verification, until, copied = _last_passes(
-            r, store, record, FINAL_PASSES, since=datetime.fromisoformat(verified_until) if verified_until else None)
+            r, store, record, FINAL_PASSES, writes_flow=False,
+            since=datetime.fromisoformat(verified_until) if verified_until else None)
     except ReverseSyncProblem as exc:
         if exc.side == "v2":
             say(f"final sync: v2's database cannot be reached ({exc}); v1 holds what the reverse sync's record "
@@ -206,32 +207,39 @@ def final_pass(request: CutoverRequest, say: Say, verified_until: str | None = N
         if verification.since is not None else "v2 held at"
     say(f"final sync: under the hold, v1 holds {'all ' if verification.clean else ''}{verification.checked} orders "
         f"{changed} {utc(until)} (this pass copied {copied})"
-        + ("" if verification.clean else f"; {len(verification.behind)} behind (reverse_sync overridden)"))
+        + ("" if verification.clean else f"; {len(verification.behind)} behind (reverse_sync overridden)")
+        + (f"; {verification.newer} changed on v2 since (a status read's settlement under the hold): the "
+           "reverse sync's follower carries them" if verification.newer else ""))
     return {"clean": verification.clean, "copied": copied, "verified": verification.checked,
+            "changed_since": verification.newer,
             **({"verified_since": verified_until} if verification.since is not None else {})}
 
 
 def _last_passes(r: CutoverRequest, store: ReverseSyncStore | None, record: ReverseSyncRecord | None,
-                 passes: int, *, since: datetime | None = None) -> tuple[Verification, datetime, int]:
+                 passes: int, *, writes_flow: bool, since: datetime | None = None
+                 ) -> tuple[Verification, datetime, int]:
     """Up to `passes` reverse passes, each followed by the verification (of the orders v2 changed
     since `since`; None: all), until one verifies clean: (the last verification, the time up to which
-    it verified, orders copied in all). ReverseSyncProblem when a side fails."""
+    it verified, orders copied in all). ReverseSyncProblem when a side fails.
+
+    `writes_flow` (the preflight's check): every verification looks up to the first pass's start. An
+    order a transaction changed before then but committed while that pass read shows as behind once,
+    and the next pass copies it (OVERLAP_S); verifying up to each new pass's start instead would meet
+    the next write in flight each time, and a tenant taking orders would never verify clean. Under
+    the hold (the final sync) each verification looks up to its own pass's start: only a status
+    read's settlement can reach v2 then, and one landing between passes is verified, not only copied."""
     assert r.v1 is not None and r.database_url
     writer = writer_for(r.v1)
     watermark = record.watermark if record is not None and record.running else None
     copied = 0
     until: datetime | None = None
-    verification = Verification()
     for _ in range(passes):
         report = reverse_pass(writer, r.database_url, r.slug, r.layout.schema, watermark=watermark)
         copied += report.written.copied
         if store is not None and record is not None and record.running:
             store.passed(r.slug, report.watermark, report.lag_s, report.written.copied)
-        # Every verification looks at what v2 held when the first pass began. An order a transaction
-        # changed before then but committed after that pass read it shows as behind once; the next pass
-        # re-reads it (OVERLAP_S). Verifying up to each new pass's start instead would meet new writes in
-        # flight at each: a tenant taking orders would never verify clean.
-        until = until or report.watermark
+        if until is None or not writes_flow:
+            until = report.watermark
         verification = verify_both_sides(writer, r.database_url, r.slug, r.layout.schema, until=until, since=since)
         if verification.clean:
             break
