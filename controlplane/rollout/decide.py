@@ -167,7 +167,7 @@ def _promotable(check: CountCheck, plan: Plan, now_s: float) -> Judged:
     last = short if short.seconds == plan.short_s else check.window(now_s, plan.short_s)
     if not (check.recent_pass(short) and check.recent_pass(long) and max(check.cusum) < check.spec.threshold / 2):
         return Judged(False, short, long, last)
-    power = recent_power(check, short, last, plan.power)
+    power = recent_power(check, short, last)
     return Judged(power.meets(plan.power), short, long, last, power)
 
 
@@ -315,14 +315,14 @@ def _results(soak: Soak, plan: Plan, now_s: float,
             inputs["recent"] = {f"{w.seconds / 3600:g}h": {"v2": [w.v2_events, w.v2_total],
                                                             "v1": [w.v1_events, w.v1_total]}
                                 for w in (j.last, j.short, j.long)}
+            lacking = needed(check, j.last, plan.power) if j.power is not None else 0
             if j.power is not None:
                 inputs["recent_power"] = {"harm": round(j.power.harm, 6), "probability": round(j.power.probability, 4),
-                                          "target": plan.power, "recent": j.power.recent,
-                                          "needed": needed(check, j.last, plan.power)}
+                                          "target": plan.power, "recent": j.power.recent, "needed": lacking}
                 if spec.name.startswith("errors:"):
                     inputs["recent_power"]["together"] = round(j.together, 4)
             outcome = Outcome.PASS if j.ok else Outcome.INSUFFICIENT
-            reason = _recent_reason(check, j, plan)
+            reason = _recent_reason(check, j, plan, lacking)
         elif check.v2_total == 0:
             outcome, reason = Outcome.INSUFFICIENT, _nothing_yet(soak, check)
         else:
@@ -343,7 +343,8 @@ def _nothing_yet(soak: Soak, check: CountCheck) -> str:
     return "v2 has served no request on this route yet: nothing to judge"
 
 
-def _recent_reason(check: CountCheck, judged: Judged, plan: Plan) -> str:
+def _recent_reason(check: CountCheck, judged: Judged, plan: Plan, lacking: int) -> str:
+    """`lacking`: the samples the last hour needs to meet the power floor alone (power.needed)."""
     short, long, power = judged.short, judged.long, judged.power
     if judged.ok:
         return (f"healthy on its own over the last {short.seconds / 3600:g} h ({short.v2_events} of "
@@ -361,8 +362,7 @@ def _recent_reason(check: CountCheck, judged: Judged, plan: Plan) -> str:
                     else "")
         return (f"too little recent traffic to rule out a regression of {(power.harm - q) * 100:+.2g} pp over v1 "
                 f"(v2's {check.spec.what} at {power.harm:.2%}{' on every route' if together else ''}): "
-                f"{power.recent} of v2's requests in the last {plan.short_s / 3600:g} h, need "
-                f"{needed(check, judged.last, plan.power)}; the "
+                f"{power.recent} of v2's requests in the last {plan.short_s / 3600:g} h, need {lacking}; the "
                 f"window judged reaches back {short.seconds / 3600:g} h, where such a regression over the last "
                 f"{plan.short_s / 3600:g} h would be refused {power.probability:.0%} of the time{together} "
                 f"(need {plan.power:.0%})")

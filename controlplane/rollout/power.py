@@ -69,7 +69,7 @@ def refused_from(check: CountCheck, window: Window) -> int:
     return low
 
 
-def recent_power(check: CountCheck, short: Window, last: Window, target: float) -> RecentPower:
+def recent_power(check: CountCheck, short: Window, last: Window) -> RecentPower:
     """The floor for one check (see the module's docstring): `short` is the window judged, `last` the
     last hour (the end of `short`)."""
     rate = harm(check, short)

@@ -116,8 +116,9 @@ def poisson_sf(k: int, mean: float) -> float:
 
 
 def binomial_sf(k: int, n: int, p: float) -> float:
-    """P(X >= k) for X ~ Binomial(n, p): summed exactly (in logs) while the mean is small, by the
-    normal approximation with continuity correction beyond (a decision's tail, not a p-value)."""
+    """P(X >= k) for X ~ Binomial(n, p): the lower tail summed term by term while the mean is small
+    (each term from the one before while P(X = 0) is a float, else each from logs), by the normal
+    approximation with continuity correction beyond (a decision's tail, not a p-value)."""
     if k <= 0:
         return 1.0
     if k > n or p <= 0.0:

@@ -58,11 +58,11 @@ def test_the_same_soak_with_enough_traffic_in_the_last_hour_promotes() -> None:
 def test_a_window_that_is_the_last_hour_refuses_the_harm_when_it_could_pass() -> None:
     check = soak_of(clean_day(40)).errors[0]
     last = Window(3600.0, 12, 2400, 12, 2400)
-    power = recent_power(check, last, last, PLAN.power)
+    power = recent_power(check, last, last)
     assert power.probability >= PLAN.power and needed(check, last, PLAN.power) <= 2400
     # The same hour inside a four-hour window: a regression over it alone is diluted, rarely refused.
     wide = Window(4 * 3600.0, 48, 9600, 48, 9600)
-    assert recent_power(check, wide, last, PLAN.power).probability < 0.5
+    assert recent_power(check, wide, last).probability < 0.5
 
 
 def upper_tail(k: int, n: int, p: float) -> float:
