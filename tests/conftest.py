@@ -352,15 +352,23 @@ async def tenant_traffic(router_url: str, tenant: str, n: int) -> list[int]:
 
 @pytest.fixture
 def empty_database() -> Any:
-    """A real database of its own with no schema at all: what a newcomer's first command meets."""
+    """A real database of its own with no schema at all: what a newcomer's first command meets. A
+    command that migrates it with the default role names creates roles, which outlive the database:
+    those that did not exist before are dropped after it."""
     name = f"dualstack_empty_{_secrets.token_hex(4)}"
+    layout = DatabaseLayout()
+    roles = [*layout.login_roles().values(), layout.owner_role]
     with psycopg.connect(SERVER_URL, autocommit=True) as conn:
+        existing = {r for (r,) in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (roles,))}
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
         yield make_conninfo(SERVER_URL, dbname=name)
     finally:
         with psycopg.connect(SERVER_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            for role in roles:
+                if role not in existing:
+                    conn.execute(f'DROP ROLE IF EXISTS "{role}"')
 
 
 @contextlib.contextmanager

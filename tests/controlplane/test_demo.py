@@ -4,22 +4,14 @@ stop it with Ctrl-C, and run it again in the same folder."""
 from __future__ import annotations
 
 import re
-import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
-
-from controlplane.db.layout import DatabaseLayout
-from tests.conftest import SERVER_URL
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -88,31 +80,11 @@ def stop(process: subprocess.Popen[str]) -> None:
     assert process.returncode == 0
 
 
-@pytest.fixture
-def demo_database() -> Iterator[str]:
-    """A database of its own with no schema, as `empty_database`; the demo migrates it with the default
-    role names, and roles outlive a database: those the demo created are dropped after it."""
-    layout = DatabaseLayout()
-    roles = [*layout.login_roles().values(), layout.owner_role]
-    name = f"dualstack_demo_{secrets.token_hex(4)}"
-    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
-        existing = {r for (r,) in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (roles,))}
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield make_conninfo(SERVER_URL, dbname=name)
-    finally:
-        with psycopg.connect(SERVER_URL, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            for role in roles:
-                if role not in existing:
-                    conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
-
-
-def test_the_demo_runs_its_printed_commands_twice(tmp_path: Path, demo_database: str) -> None:
+def test_the_demo_runs_its_printed_commands_twice(tmp_path: Path, empty_database: str) -> None:
     state_dir = tmp_path / "demo"
     base = five_free_ports()
     for run in (1, 2):
-        process, guide = start_demo(state_dir, base, demo_database)
+        process, guide = start_demo(state_dir, base, empty_database)
         try:
             commands = printed_commands(guide)
             curls = [c for c in commands if c.startswith("curl ")]
