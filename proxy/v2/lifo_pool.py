@@ -142,22 +142,26 @@ class LifoConnectionPool(AsyncConnectionPool[ConnT], Generic[ConnT]):
         else:
             await self.putconn(handed)
 
-    def _hand_over(self, conn: ConnT) -> bool:
-        """Give `conn` to the first caller still waiting here."""
+    def _next_waiter(self) -> asyncio.Future[ConnT | None] | None:
+        """The first caller still waiting here, out of the queue (one cancelled meanwhile is skipped)."""
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
-                waiter.set_result(conn)
-                return True
-        return False
+                return waiter
+        return None
+
+    def _hand_over(self, conn: ConnT) -> bool:
+        """Give `conn` to the first caller still waiting here."""
+        waiter = self._next_waiter()
+        if waiter is not None:
+            waiter.set_result(conn)
+        return waiter is not None
 
     def _send_to_pool(self) -> None:
         """Every caller waiting here goes to wait in the pool's own queue."""
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                self._pool_waiters += 1
+        while (waiter := self._next_waiter()) is not None:
+            waiter.set_result(None)
+            self._pool_waiters += 1
 
     async def _to_pool(self, conn: ConnT) -> None:
         self._out.pop(conn, None)
