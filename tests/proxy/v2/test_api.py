@@ -20,6 +20,9 @@ async def test_order_status_has_v1s_shape_and_is_tenant_scoped(stack: Stack) -> 
     assert status == 404 and body["success"] is False
     status, _ = await stack.request("GET", "/orders/NOPE/status", a)
     assert status == 404
+    for outside in ("S-1%00", "S-1%00x", "S-1%20", "S-1%2F..", "x" * 51):  # no order has such an id
+        status, body = await stack.request("GET", f"/orders/{outside}/status", a)
+        assert (status, body["error"]) == (404, "Order not found"), outside
 
 
 async def test_tenant_from_a_trusted_header_or_the_host(stack: Stack) -> None:
