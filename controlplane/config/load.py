@@ -52,6 +52,8 @@ _EVENTS: Final[tuple[type, ...]] = (
 )
 _STR_TAG: Final = "tag:yaml.org,2002:str"
 _INT_TAG: Final = "tag:yaml.org,2002:int"
+_SEQ_TAG: Final = "tag:yaml.org,2002:seq"
+_MAP_TAG: Final = "tag:yaml.org,2002:map"
 
 
 class _EventParser(*_EVENTS):  # type: ignore[misc]
@@ -144,6 +146,10 @@ class _Builder:
         self.lines[path] = event.start_mark.line + 1
         if isinstance(event, ScalarEvent):
             return self._scalar(event, path)
+        if event.tag not in (None, "!", _SEQ_TAG if isinstance(event, SequenceStartEvent) else _MAP_TAG):
+            # A mapping or list read as plain data would hide what its writer meant by the tag.
+            self.unusable.append(ConfigIssue(self.source, event.start_mark.line + 1, format_path(path),
+                                             f"the tag {event.tag} is not allowed: write plain YAML"))
         self.depth += 1
         try:
             if isinstance(event, SequenceStartEvent):
@@ -175,6 +181,9 @@ class _Builder:
                 self._skip(self.events.get_event())
                 continue
             self._enter(key_event)
+            if key_event.tag not in (None, "!", _STR_TAG):
+                self.unusable.append(ConfigIssue(self.source, key_line, format_path(path),
+                                                 f"the tag {key_event.tag} is not allowed on a key: write plain YAML"))
             # Keys are names: taken as written, so `on:` or `no:` (booleans in YAML 1.1) stay names.
             key = str(key_event.value)
             if key in first_line:

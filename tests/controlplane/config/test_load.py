@@ -48,9 +48,17 @@ def issues_of(text: str) -> list[str]:
         (BASE + "tenants:\n  a: {backend: v1, since: 2024-13-45}\n",
          ["routing.yaml:4: tenants.a.since: '2024-13-45' cannot be read as timestamp: month must be in 1..12"]),
         ("a: [" + "0, " * MAX_NODES + "0]\n", [f"routing.yaml:1: (document): invalid YAML: more than {MAX_NODES} values"]),
+        # a tag on a mapping or list was dropped without a word: the data read as plain
+        (BASE + "tenants: !!python/object:os.system {a: {backend: v1}}\nl: !!set [1]\nm: !!map {x: 1}\n",
+         ["routing.yaml:3: tenants: the tag tag:yaml.org,2002:python/object:os.system is not allowed: "
+          "write plain YAML",
+          "routing.yaml:4: l: the tag tag:yaml.org,2002:set is not allowed: write plain YAML"]),
+        (BASE + "!!python/name:os.system x: 1\n!!str y: 2\n",
+         ["routing.yaml:3: (document): the tag tag:yaml.org,2002:python/name:os.system is not allowed on a key: "
+          "write plain YAML"]),
     ],
     ids=["self-alias", "billion-laughs", "alias", "deep-flow", "deep-block", "5000-digits", "long-binary",
-         "bad-timestamp", "too-many-values"],
+         "bad-timestamp", "too-many-values", "collection-tags", "key-tags"],
 )
 def test_hostile_documents_are_config_errors(text: str, expected: list[str]) -> None:
     assert issues_of(text) == expected
