@@ -11,9 +11,9 @@ import logging
 import math
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
-from proxy.serving.exposition import exposition_registry
+from proxy.serving.exposition import metrics_handler
 from proxy.v2 import keys
 from proxy.v2.db import TenantRecord
 from proxy.v2.resolve import require_tenant
@@ -61,11 +61,6 @@ def authorize(request: web.Request, tenant: TenantRecord) -> None:
 
 
 def create_metrics_app(registry: CollectorRegistry) -> web.Application:
-    exposed = exposition_registry(registry)
-
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(exposed), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
     app = web.Application()
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/metrics", metrics_handler(registry))
     return app
