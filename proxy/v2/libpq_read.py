@@ -49,11 +49,13 @@ async def read_order_status(conn: StatusReadConnection, tenant_id: uuid.UUID, or
     in autocommit mode, lent to this caller alone. An error from the server leaves it idle and
     usable; a call interrupted midway (cancelled, the connection lost) closes it."""
     pgconn = conn.pgconn
-    if pgconn.transaction_status != pq.TransactionStatus.IDLE or not conn.autocommit:
+    if (pgconn.transaction_status != pq.TransactionStatus.IDLE or not conn.autocommit
+            or pgconn.pipeline_status != pq.PipelineStatus.OFF):
         raise psycopg.ProgrammingError("the status read needs an idle connection in autocommit mode")
     if "\0" in order_id:
         return None
-    params = [str(tenant_id).encode(), order_id.encode(), repr(float(recent_s)).encode()]
+    encoding = conn.info.encoding
+    params = [str(tenant_id).encode(), order_id.encode(encoding), repr(float(recent_s)).encode()]
     try:
         result = await _execute(conn, params)
         if result is None:  # prepared statement gone (a DISCARD on the session): prepare once more
@@ -67,7 +69,6 @@ async def read_order_status(conn: StatusReadConnection, tenant_id: uuid.UUID, or
         raise
     if result.ntuples == 0:
         return None
-    encoding = conn.info.encoding
     row = [result.get_value(0, i) for i in range(len(_COLUMNS))]
     order_id_v, status_v, amount_v, name_v, email_v, has_snap_v, recent_v = row
     return {
@@ -107,13 +108,10 @@ def _sqlstate(result: pq.abc.PGresult) -> str:
 
 
 def _raise_for(result: pq.abc.PGresult, conn: psycopg.AsyncConnection[Any]) -> None:
-    if result.status in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK):
-        return
-    message = (result.error_message or b"the server answered without a result").decode(conn.info.encoding,
-                                                                                         "replace").strip()
-    code = _sqlstate(result)
-    error_class = psycopg.errors.lookup(code) if code else psycopg.OperationalError
-    raise error_class(message)
+    if result.status not in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK):
+        # psycopg's own mapping: a class for the SQLSTATE, else its class's (08xxx: OperationalError),
+        # with the diagnostics attached
+        raise psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
 
 
 async def _flush(pgconn: pq.abc.PGconn) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import uuid
 
 import psycopg
 import pytest
@@ -48,8 +49,9 @@ async def test_an_error_from_the_server_leaves_the_connection_idle_and_usable(da
     await pool.open()
     try:
         async with pool.connection() as conn:
-            with pytest.raises(psycopg.DataError):  # an interval past PostgreSQL's range
+            with pytest.raises(psycopg.DataError) as info:  # an interval past PostgreSQL's range
                 await read_order_status(conn, tenant, order_id, 1e300)
+            assert info.value.sqlstate is not None and info.value.sqlstate.startswith("22")
             assert not conn.closed
             assert conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
             row = await read_order_status(conn, tenant, order_id, 900.0)
@@ -115,3 +117,31 @@ async def test_a_connection_inside_a_transaction_is_refused(database: Database) 
                 await read_order_status(conn, tenant, order_id, 900.0)
     finally:
         await pool.close()
+
+
+async def test_a_server_error_is_psycopgs_exception_for_it_even_for_a_code_psycopg_does_not_know(
+        database: Database) -> None:
+    schema = "lq_" + secrets.token_hex(4)  # a stand-in order_status() failing as a newer server's might
+    with psycopg.connect(database.app_url) as app:
+        app_role = app.info.user
+    with psycopg.connect(database.admin_url, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+        admin.execute(f"GRANT USAGE ON SCHEMA {schema} TO {app_role}")
+        admin.execute(
+            f"CREATE FUNCTION {schema}.order_status(uuid, text, double precision) RETURNS TABLE (order_id text, "
+            "payment_status text, gross_amount bigint, customer_name text, email text, has_snap boolean, "
+            "recent boolean) LANGUAGE plpgsql AS $$ BEGIN "
+            "RAISE EXCEPTION 'link to the orders store down' USING ERRCODE = '08P99'; END $$")
+    pool = make_pool(database.app_url, schema, max_size=1)
+    await pool.open()
+    try:
+        async with pool.connection() as conn:
+            with pytest.raises(psycopg.OperationalError) as info:  # 08: connection exception, so v2 answers 503
+                await read_order_status(conn, uuid.uuid4(), "LQ-1", 900.0)
+            assert info.value.sqlstate == "08P99"
+            assert info.value.diag.message_primary == "link to the orders store down"
+            assert not conn.closed
+    finally:
+        await pool.close()
+        with psycopg.connect(database.admin_url, autocommit=True) as admin:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
