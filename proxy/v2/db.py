@@ -4,12 +4,12 @@
 for that transaction alone (set_config(..., true)), so a pooled connection can never carry one
 tenant's context into the next request. The hot paths take one round trip instead of tenant_tx's
 four or more (BEGIN, set_config, each statement, COMMIT): the status read (`order_status()`, most
-of v2's traffic, sent through libpq directly: libpq_read.py) and the two transactions of a payment
-creation (`create_order()` before the Snap call, `store_payment_link()` after it) each call a
-SECURITY INVOKER function (migrations 0009 and 0010) that binds the tenant for its own
-one-statement transaction, so row-level security still decides what it reads and writes. The pool
-lends its most recently returned idle connection first (lifo_pool.py), so these calls keep landing
-on the same warm PostgreSQL backends.
+of v2's traffic, a prepared statement sent through libpq directly: status_read.py) and the two
+transactions of a payment creation (`create_order()` before the Snap call, `store_payment_link()`
+after it) each call a SECURITY INVOKER function (migrations 0009 and 0010) that binds the tenant
+for its own one-statement transaction, so row-level security still decides what it reads and
+writes. The pool lends its most recently returned idle connection first (lifo_pool.py), so these
+calls keep landing on the same warm PostgreSQL backends.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import PoolTimeout
 
 from proxy.serving.secret import Secret
-from proxy.v2.libpq_read import StatusReadConnection, read_order_status
 from proxy.v2.lifo_pool import LifoConnectionPool
+from proxy.v2.status_read import COLUMNS_SQL, StatusReadConnection, read_order_status
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class PooledConnection(StatusReadConnection):
     """One of v2's pooled connections, keeping one cursor for its one-statement calls (the two of a
     creation): a cursor made per call (its adapters map and transformer) is a measurable share of
     their CPU. The pool lends a connection to one request at a time, so its cursor is never shared
-    by two. The status read goes through libpq directly (libpq_read.py)."""
+    by two. The status read goes through libpq directly (status_read.py)."""
 
     _statements: AsyncCursor[DictRow] | None = None
 
@@ -140,8 +140,9 @@ class PaymentsDB:
         """The order as the status read needs it (order_id, payment_status, gross_amount,
         customer_name, email, has_snap, recent: created under `recent_s` ago), or None when this
         tenant has no such order."""
-        if dry_run.get() is not None:
-            return await self._one_statement("SELECT * FROM order_status(%s, %s, %s)", (tenant_id, order_id, recent_s))
+        if dry_run.get() is not None:  # the dry run's connection is inside its transaction: psycopg's way
+            return await self._one_statement(f"SELECT {COLUMNS_SQL} FROM order_status(%s, %s, %s)",
+                                             (tenant_id, order_id, recent_s))
         conn = await self.pool.getconn()
         try:
             return await read_order_status(conn, tenant_id, order_id, recent_s)

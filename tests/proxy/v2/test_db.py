@@ -16,6 +16,7 @@ import pytest
 from controlplane.db.tenants import NewTenant, TenantAdmin
 from proxy.v2.db import PaymentsDB, make_pool
 from tests.conftest import Database, wait_until
+from tests.fixtures.v2_rows import tenant_with_order
 
 
 async def test_a_tenant_is_read_with_its_secrets_and_the_connection_keeps_nothing(database: Database,
@@ -66,21 +67,7 @@ async def test_a_tenant_without_a_readable_key_is_unknown(database: Database,
     assert f"tenant {slug}: no Midtrans server key readable" in caplog.text
 
 
-def tenant_with_order(database: Database, order_id: str) -> uuid.UUID:
-    slug = "st" + secrets.token_hex(3)
-    TenantAdmin(database.admin_url, database.layout).add(
-        NewTenant(slug, slug, "pro", "SB-Mid-server-" + secrets.token_hex(10), "sandbox"))
-    with psycopg.connect(database.admin_url) as conn:
-        tenant_id: uuid.UUID = conn.execute("SELECT id FROM payments.tenants WHERE slug = %s", (slug,)).fetchone()[0]
-        customer = conn.execute("INSERT INTO payments.customers (tenant_id, email, phone, name) "
-                                "VALUES (%s, 'a@b.c', '1', %s) RETURNING id", (tenant_id, slug)).fetchone()[0]
-        conn.execute("INSERT INTO payments.orders (tenant_id, order_id, customer_id, customer_name, email, phone, "
-                     "gross_amount, payment_status) VALUES (%s, %s, %s, %s, 'a@b.c', '1', 1000, 'paid')",
-                     (tenant_id, order_id, customer, slug))
-    return tenant_id
-
-
-async def test_a_status_read_is_one_round_trip_bound_to_its_tenant_and_leaves_nothing(
+async def test_a_status_read_is_one_round_trip_once_prepared_bound_to_its_tenant_and_leaves_nothing(
         database: Database, tmp_path: Path) -> None:
     order_id = "ST-" + secrets.token_hex(4)
     a, b = tenant_with_order(database, order_id), tenant_with_order(database, order_id + "-B")
