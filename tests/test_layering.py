@@ -35,12 +35,14 @@ def test_controlplane_never_imports_the_data_plane() -> None:
 # the state database's queries, and the shadow comparison, redaction and sample definitions, which are
 # pure (no I/O, no state): the router applies them to live traffic, the control plane's reports to
 # stored samples. And the payment rules both planes apply, pure too: the one status-precedence rule
-# (order_status) and the reading of Midtrans' Get Status answer (midtrans_answer), the admin page's
-# password hash, which the CLI makes and v2 checks (admin_password), and the command-line conventions
-# every program shares (arguments: argparse only). Nothing else.
+# (order_status), the one order id (order_id), the reading of Midtrans' Get Status answer
+# (midtrans_answer), the admin page's password hash, which the CLI makes and v2 checks
+# (admin_password), and the command-line conventions every program shares (arguments: argparse
+# only). Nothing else.
 SHARED_WITH_PROXY = ("controlplane.config", "controlplane.state", "controlplane.shadow.compare",
                      "controlplane.shadow.redact", "controlplane.shadow.samples", "controlplane.order_status",
-                     "controlplane.midtrans_answer", "controlplane.admin_password", "controlplane.arguments")
+                     "controlplane.midtrans_answer", "controlplane.admin_password", "controlplane.arguments",
+                     "controlplane.order_id")
 
 
 def _offenders(folder: str, allowed: tuple[str, ...] = (), forbidden: tuple[str, ...] = ()) -> list[str]:
@@ -76,7 +78,7 @@ def test_the_shared_shadow_modules_are_pure() -> None:
 
 
 def test_the_shared_payment_rules_are_pure() -> None:
-    for module in ("order_status", "midtrans_answer", "admin_password"):
+    for module in ("order_status", "order_id", "midtrans_answer", "admin_password"):
         imported = imports_of(REPO / "controlplane" / f"{module}.py")
         assert not any(n.split(".")[0] in ("aiohttp", "psycopg", "asyncio", "socket", "urllib", "proxy")
                        for n in imported), module

@@ -14,11 +14,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final, NamedTuple
 
+from controlplane.order_id import ORDER_ID_RE
+
 STATUS_MAP: Final = {
     "pending": "pending", "pending_payment": "pending", "paid": "paid", "settlement": "paid",
     "failed": "failed", "failure": "failed", "expired": "expired", "expire": "expired", "refunded": "refunded",
 }
-_ORDER_ID_RE: Final = re.compile(r"[A-Za-z0-9._~-]{1,50}")
 _EMAIL_RE: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 MAX_AMOUNT: Final = 9_999_999_999_999  # NUMERIC(15,2)'s whole part; far below v2's bigint
 _MAX_TEXT: Final = 500  # a name, email or phone longer than this is not one
@@ -53,7 +54,7 @@ class V1Order:
 def order_from(raw: RawOrder) -> tuple[V1Order | None, str]:
     """(the order, "") or (None, why it is a bad row); `why` names no personal data."""
     order_id = str(raw.order_id)
-    if not _ORDER_ID_RE.fullmatch(order_id):
+    if not ORDER_ID_RE.fullmatch(order_id):
         return None, "order id v2 cannot hold (1-50 of A-Z a-z 0-9 . _ ~ -)"
     name, phone = str(raw.name or "").strip(), str(raw.phone or "").strip()
     for what, text in (("customer name", name), ("phone", phone)):

@@ -10,10 +10,10 @@ from typing import Any
 
 from aiohttp import web
 
+from controlplane.order_id import ORDER_ID_RE
 from proxy.v2 import keys
 from proxy.v2.db import TenantRecord
 from proxy.v2.dryrun import is_dry_run
-from proxy.v2.request_input import ORDER_ID_RE
 from proxy.v2.resolve import require_tenant
 from proxy.v2.responses import JsonError
 from proxy.v2.status import V1_SPELLING

@@ -7,14 +7,12 @@ an outsider sends is read without a limit.
 from __future__ import annotations
 
 import json
-import re
-from typing import Any, Final
+from typing import Any
 
 from aiohttp import web
 
+from controlplane.order_id import ORDER_ID_RE
 from proxy.v2.responses import JsonError
-
-ORDER_ID_RE: Final = re.compile(r"[A-Za-z0-9._~-]{1,50}")
 
 
 def query_number(request: web.Request, name: str, default: int, low: int, high: int) -> int:

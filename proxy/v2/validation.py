@@ -6,7 +6,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
-_ORDER_ID_RE: Final = re.compile(r"[A-Za-z0-9._~-]{1,50}")
+from controlplane.order_id import ORDER_ID_RE
+
 _EMAIL_RE: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 MAX_AMOUNT: Final = 10**12
 
@@ -48,7 +49,7 @@ def validate_create(body: Any) -> tuple[CreateRequest | None, list[str]]:
     order_id = _text(body, "orderId")
     if not order_id:
         details.append("Order ID is required")
-    elif not _ORDER_ID_RE.fullmatch(order_id):
+    elif not ORDER_ID_RE.fullmatch(order_id):
         details.append("Order ID must be at most 50 characters of letters, digits, '-', '_', '~' or '.'")
     amount = _amount(body.get("amount"))
     if amount is None:
