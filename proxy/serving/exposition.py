@@ -32,9 +32,11 @@ def metrics_handler(own: CollectorRegistry) -> Callable[[web.Request], Awaitable
     dead worker's), and at 10,000 tenants the text takes tens of milliseconds to render; the
     requests this worker serves must not wait for either."""
     exposed = exposition_registry(own)
+    rendering = asyncio.Lock()  # one render at a time: scrapes queue here, never as threads held in the pool
 
     async def metrics(_: web.Request) -> web.Response:
-        body = await asyncio.to_thread(generate_latest, exposed)
+        async with rendering:
+            body = await asyncio.to_thread(generate_latest, exposed)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     return metrics
