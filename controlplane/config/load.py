@@ -52,6 +52,7 @@ _EVENTS: Final[tuple[type, ...]] = (
 )
 _STR_TAG: Final = "tag:yaml.org,2002:str"
 _INT_TAG: Final = "tag:yaml.org,2002:int"
+_YAML_TAG_PREFIX: Final = "tag:yaml.org,2002:"
 _SEQ_TAG: Final = "tag:yaml.org,2002:seq"
 _MAP_TAG: Final = "tag:yaml.org,2002:map"
 
@@ -146,10 +147,11 @@ class _Builder:
         self.lines[path] = event.start_mark.line + 1
         if isinstance(event, ScalarEvent):
             return self._scalar(event, path)
-        if event.tag not in (None, "!", _SEQ_TAG if isinstance(event, SequenceStartEvent) else _MAP_TAG):
-            # A mapping or list read as plain data would hide what its writer meant by the tag.
+        plain = _SEQ_TAG if isinstance(event, SequenceStartEvent) else _MAP_TAG
+        if event.tag not in (None, "!", plain):
+            # Read as plain data, a tagged mapping or list would hide what its writer meant by the tag.
             self.unusable.append(ConfigIssue(self.source, event.start_mark.line + 1, format_path(path),
-                                             f"the tag {event.tag} is not allowed: write plain YAML"))
+                                             f"the tag {_as_written(event.tag)} is not allowed: write plain YAML"))
         self.depth += 1
         try:
             if isinstance(event, SequenceStartEvent):
@@ -181,11 +183,12 @@ class _Builder:
                 self._skip(self.events.get_event())
                 continue
             self._enter(key_event)
-            if key_event.tag not in (None, "!", _STR_TAG):
-                self.unusable.append(ConfigIssue(self.source, key_line, format_path(path),
-                                                 f"the tag {key_event.tag} is not allowed on a key: write plain YAML"))
             # Keys are names: taken as written, so `on:` or `no:` (booleans in YAML 1.1) stay names.
             key = str(key_event.value)
+            if key_event.tag not in (None, "!", _STR_TAG):  # a key meant as something else than its name
+                self.unusable.append(ConfigIssue(self.source, key_line, format_path((*path, key)),
+                                                 f"the tag {_as_written(key_event.tag)} is not allowed on a key: "
+                                                 "write plain YAML"))
             if key in first_line:
                 self.issues.append(ConfigIssue(self.source, key_line, format_path((*path, key)),
                                                f"duplicate key (first defined on line {first_line[key]})"))
@@ -220,6 +223,11 @@ class _Builder:
             problem = f"'{event.value}' cannot be read as {tag.rsplit(':', 1)[-1]}: {exc}"
         self.unusable.append(ConfigIssue(self.source, line, format_path(path), problem))
         return None
+
+
+def _as_written(tag: str) -> str:
+    """A tag as a YAML file spells it: `!!set` for tag:yaml.org,2002:set."""
+    return "!!" + tag.removeprefix(_YAML_TAG_PREFIX) if tag.startswith(_YAML_TAG_PREFIX) else tag
 
 
 @contextmanager
