@@ -22,20 +22,28 @@ from typing import Any, Final, Literal
 
 DifferenceKind = Literal["status", "missing", "extra", "type_changed", "value_changed", "body"]
 
-_ID_SEGMENT: Final = re.compile(
-    r"(?:\d+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-    r"|(?=[A-Za-z0-9._~-]*\d)[A-Za-z0-9._~-]{6,})")
-# Known routes of the payment API, then a generic rule: segments that look like ids become {id}.
-_TEMPLATES: Final = ((re.compile(r"/orders/[^/]+/status"), "/orders/{id}/status"),)
+# The payment API's routes (v1's and v2's, reference/legacy-v1-contract.md): an endpoint is one of
+# these, or "other". A path a stranger sends never becomes a label or a report's heading of its own.
+_TEMPLATES: Final = tuple((re.compile(pattern), template) for pattern, template in (
+    (r"/orders/[^/\s]+/status", "/orders/{id}/status"),
+    (r"/payment/create", "/payment/create"),
+    (r"/webhooks/midtrans", "/webhooks/midtrans"),
+    (r"/health", "/health"),
+    (r"/admin/(?:login|orders|stats)", None),
+    (r"/admin/orders/[^/\s]+", "/admin/orders/{id}"),
+))
+_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def endpoint_template(method: str, path: str) -> str:
-    """`GET /orders/261225AB12CD/status` -> `GET /orders/{id}/status`: bounded, never a raw path."""
+    """`GET /orders/261225AB12CD/status` -> `GET /orders/{id}/status`: one of the API's routes with
+    its ids replaced, else `<METHOD> other`; bounded, never a raw path (`path` as sent, still
+    %-escaped, so an escaped `/` stays inside its segment)."""
+    verb = method if method in _METHODS else "OTHER"
     for pattern, template in _TEMPLATES:
         if pattern.fullmatch(path):
-            return f"{method} {template}"
-    segments = ["{id}" if _ID_SEGMENT.fullmatch(s) else s for s in path.split("/")]
-    return f"{method} {'/'.join(segments)[:120]}"
+            return f"{verb} {template or path}"
+    return f"{verb} other"
 
 
 @dataclass(frozen=True, slots=True)

@@ -305,7 +305,7 @@ async def shadow(passage: Passage, response: web.StreamResponse) -> None:
     method, head = request.method, passage.head
     body = await request.read() if request.body_exists else None  # already read: aiohttp keeps it
     mirror.offer(ShadowJob(
-        route=route, endpoint=mirror.endpoint(route.tenant, method, request.path), method=method,
+        route=route, endpoint=mirror.endpoint(route.tenant, method, request.rel_url.raw_path), method=method,
         shadow_head=head[:-2] + _SHADOW_LINE + b"\r\n", primary_head=head, request_id=passage.request_id,
         body=body, primary_status=capture.status, primary_body=capture.body, primary_elapsed_s=elapsed_s,
         learn_noise=method in ("GET", "HEAD") and random.random() < route.shadow.noise_sample_rate))

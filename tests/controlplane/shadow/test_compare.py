@@ -49,18 +49,24 @@ def test_status_and_non_json_bodies() -> None:
 @pytest.mark.parametrize(
     ("method", "path", "template"),
     [("GET", "/orders/261225AB12CD/status", "GET /orders/{id}/status"),
+     ("GET", "/orders/a%2Fb1/status", "GET /orders/{id}/status"),  # as sent: an escaped / stays in its segment
      ("POST", "/payment/create", "POST /payment/create"),
      ("GET", "/admin/orders/12345", "GET /admin/orders/{id}"),
-     ("GET", "/x/3f2b8c1e-1111-2222-3333-444455556666", "GET /x/{id}"),
+     ("GET", "/admin/orders", "GET /admin/orders"),
+     ("GET", "/x/3f2b8c1e-1111-2222-3333-444455556666", "GET other"),
+     ("GET", "/orders/../../etc/status", "GET other"),
+     ("GET", "/orders/12/status/extra", "GET other"),
+     ("BREW", "/health", "OTHER /health"),
      ("GET", "/health", "GET /health")],
 )
-def test_endpoint_templates_never_carry_ids(method: str, path: str, template: str) -> None:
+def test_endpoint_templates_are_the_apis_routes_never_a_raw_path(method: str, path: str, template: str) -> None:
     assert endpoint_template(method, path) == template
 
 
-def test_a_segment_is_id_shaped_as_a_whole() -> None:
-    """`$` matches before a final newline: `12345\n` is not an id (the endpoint cap bounds what is kept)."""
-    assert endpoint_template("GET", "/admin/orders/12345\n") == "GET /admin/orders/12345\n"
+def test_a_path_is_a_route_as_a_whole() -> None:
+    """`$` matches before a final newline; fullmatch does not: `/health\n` is no route."""
+    assert endpoint_template("GET", "/health\n") == "GET other"
+    assert endpoint_template("GET", "/admin/orders/12345\n") == "GET other"
 
 
 def test_an_ignored_field_is_still_compared_for_presence() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from prometheus_client import generate_latest
 
 from proxy.router import keys
 from tests.conftest import RouterFactory, shadow_config, start_pair, wait_until
@@ -316,3 +317,29 @@ async def test_conditional_requests_are_compared_in_full_and_a_304_is_skipped(
     assert "If-None-Match" not in seen_v1[-1]  # the primary asked again for noise: in full too
     assert router.sample("dualstack_shadow_comparisons_total", tenant="shop", endpoint=ORDER_READ,
                          result="mismatch") == 0
+
+
+async def test_a_read_of_an_id_no_store_can_hold_is_not_mirrored_and_no_path_becomes_a_label(
+        aiohttp_server: Any, make_router: RouterFactory) -> None:
+    seen_v2: list[dict[str, str]] = []
+    v1, v2 = await start_pair(aiohttp_server, status_app("v1", []), status_app("v2", seen_v2))
+    router = await make_router(shadow_config(v1, v2, "{sample_rate: 1.0, noise_sample_rate: 0}"))
+    junk = ("/orders/a%2Fb1/status", "/orders/..%2Fjunk%2F..%2F/status", "/orders/A%00/status",
+            "/orders/%C3%A9/status", "/orders/" + "x" * 51 + "/status")
+    async with aiohttp.ClientSession() as session:
+        for path in junk:  # whatever v1 answers to them, a stranger's junk is not compared
+            async with session.get(f"{router.url}{path}", headers={"Host": "shop.agentbar.ai"}) as response:
+                await response.read()
+    assert router.sample("dualstack_shadow_skipped_total", tenant="shop", reason="not_an_order_id") == len(junk)
+    await get(router.url, "/orders/OK1/status")
+    await wait_until(lambda: router.sample("dualstack_shadow_comparisons_total", tenant="shop",
+                                           endpoint="GET /orders/{id}/status", result="match") == 1)
+    assert len(seen_v2) == 1
+    async with aiohttp.ClientSession() as session:
+        for path in ("/orders/../../etc/status", "/x/1", "/x/2/y", "/orders/12/status/more"):
+            async with session.get(f"{router.url}{path}", headers={"Host": "shop.agentbar.ai"}) as response:
+                await response.read()
+    await wait_until(lambda: router.sample("dualstack_shadow_comparisons_total", tenant="shop",
+                                           endpoint="GET other") == 4)
+    exposed = generate_latest(router.registry).decode()
+    assert "junk" not in exposed and "etc" not in exposed and "/x/" not in exposed and "more" not in exposed
