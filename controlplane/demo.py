@@ -83,25 +83,26 @@ def _v1_url(admin_url: str) -> str:
 
 @dataclass(frozen=True)
 class Ports:
-    """The production defaults, or five consecutive ports from --port-base (to run beside a real v1)."""
+    """The production defaults, or six consecutive ports from --port-base (to run beside a real v1)."""
 
     router: int = 8080
     admin: int = 9100
     v1: int = 3002
     v2: int = 3010
     midtrans: int = 3900
+    v2_metrics: int = 3011
 
     @classmethod
     def from_base(cls, base: int | None) -> Ports:
         if base is None:
             return cls()
         if not 1024 <= base <= 65530:
-            raise UsageProblem(f"--port-base {base}: choose a port from 1024 to 65530 (it uses five in a row)")
-        return cls(router=base, admin=base + 1, v1=base + 2, v2=base + 3, midtrans=base + 4)
+            raise UsageProblem(f"--port-base {base}: choose a port from 1024 to 65530 (it uses six in a row)")
+        return cls(router=base, admin=base + 1, v1=base + 2, v2=base + 3, midtrans=base + 4, v2_metrics=base + 5)
 
     def items(self) -> list[tuple[str, int]]:
         return [("router", self.router), ("admin", self.admin), ("v1", self.v1), ("v2", self.v2),
-                ("fake Midtrans", self.midtrans)]
+                ("fake Midtrans", self.midtrans), ("v2 metrics", self.v2_metrics)]
 
 
 def _interrupt(signum: int, _frame: object) -> None:
@@ -204,9 +205,15 @@ def _start_services(group: ProcessGroup, state: Path, routing: Path, ports: Port
     v1_env = dict(env, DATABASE_URL=urls.v1, **({"PGPASSWORD": str(password)} if password else {}))
     fake = f"http://127.0.0.1:{ports.midtrans}"
     router = f"http://127.0.0.1:{ports.router}"
+    # The tenants' Midtrans keys, in a file only this user reads (never on a command line, which `ps` shows):
+    # the fake Midtrans signs with them, the router verifies notifications with them.
+    keys_file = state / "midtrans.keys"
+    keys_file.touch(0o600)
+    keys_file.chmod(0o600)
+    keys_file.write_text("".join(f"{slug}={key}\n" for slug, key in KEYS.items()))
     midtrans = group.start("fake-midtrans", [
         python, "-m", "standins.midtrans", "--listen", f"127.0.0.1:{ports.midtrans}",
-        *[arg for key in KEYS.values() for arg in ("--server-key", key)]], env)
+        "--server-keys-file", str(keys_file)], env)
     group.wait_http_ok(midtrans, f"{fake}/_fake/transactions")
     v1 = group.start("legacy-v1", [
         python, "-m", "standins.legacy_v1", "--store", "postgresql",
@@ -220,7 +227,8 @@ def _start_services(group: ProcessGroup, state: Path, routing: Path, ports: Port
         "--notification-url-template", f"{router}/webhooks/midtrans?tenant={{slug}}",
         "--snap-url-sandbox", f"{fake}/sandbox/snap/v1/transactions",
         "--snap-url-production", f"{fake}/production/snap/v1/transactions",
-        "--core-url-sandbox", f"{fake}/sandbox", "--core-url-production", f"{fake}/production"],
+        "--core-url-sandbox", f"{fake}/sandbox", "--core-url-production", f"{fake}/production",
+        "--metrics-listen", f"127.0.0.1:{ports.v2_metrics}"],
         dict(env, DUALSTACK_DATABASE_URL=urls.app))
     group.wait_http_ok(v2, f"http://127.0.0.1:{ports.v2}/health")
     # v1's new and changed orders reach v2 every 5 s, as `dualstack-migrate-follow@buatfilm` does.
@@ -229,10 +237,7 @@ def _start_services(group: ProcessGroup, state: Path, routing: Path, ports: Port
         "--tenant", "buatfilm",
         "--core-url-sandbox", f"{fake}/sandbox", "--core-url-production", f"{fake}/production"],
         dict(v1_env, DUALSTACK_DATABASE_URL=urls.app))
-    # The router verifies notifications itself, with the tenants' keys from a file only it reads.
-    keys_file = state / "midtrans.keys"
-    keys_file.write_text("".join(f"{slug}={key}\n" for slug, key in KEYS.items()))
-    keys_file.chmod(0o600)
+    # The router verifies notifications itself, with the tenants' keys from that file.
     proxy = group.start("router", [
         python, "-m", "proxy.router", "--config", str(routing), "--listen", f"127.0.0.1:{ports.router}",
         "--admin-listen", f"127.0.0.1:{ports.admin}", "--workers", str(workers)],
@@ -269,6 +274,7 @@ dualstack demo is running. Ctrl-C stops everything.
   v1 stand-in    http://127.0.0.1:{ports.v1}   (legacy API, PostgreSQL generation: {V1_SCHEMA}.payment_orders;
                  faithful to v1: no signature check, `paid` in lower case, the amount as a string)
   v2             http://127.0.0.1:{ports.v2}   (2 workers, {database}, schema payments)
+                 metrics http://127.0.0.1:{ports.v2_metrics}/metrics
   fake Midtrans  http://127.0.0.1:{ports.midtrans}   (Snap and signed notifications; no internet needed)
   routing file   {routing}    (buatfilm -> v1, demo -> v2)
   logs           {state / 'logs'}
@@ -292,12 +298,15 @@ or a forged one ("forge": true) on /_fake/notify: the router refuses it (403) be
 Move buatfilm to v2 the guarded way: preflight checks, a bulk sync of v1's orders, the router holding
 buatfilm's writes for the final sync and the flip in {routing.name}, the router confirming, and the
 soak the decider (every 30 s, log:
-{state / 'logs' / 'decider.log'}) watches. Then back:
+{state / 'logs' / 'decider.log'}) watches. While buatfilm is on v2, keep the reverse sync running in a
+terminal of its own (with the exports below): it copies what v2 takes into v1, so the way back loses
+nothing (the demo already runs the v1 -> v2 sync, `migrate --follow`). Then back:
   export DUALSTACK_STATE_DATABASE_URL='{urls.control}' DUALSTACK_DATABASE_URL='{urls.app}'
   export DUALSTACK_ADMIN_URL={admin}
   export DUALSTACK_MIDTRANS_CORE_URL_SANDBOX=http://127.0.0.1:{ports.midtrans}/sandbox DUALSTACK_MIDTRANS_CORE_URL_PRODUCTION=http://127.0.0.1:{ports.midtrans}/production
   {dualstack} cutover buatfilm --to v2 --config {routing} --from '{urls.v1}' \\
       --router-admin-url http://127.0.0.1:{ports.admin} --no-nginx
+  {dualstack} reverse-sync --from '{urls.v1}' --tenant buatfilm --follow   # v2 -> v1, own terminal
   {dualstack} rollout status --config {routing}
   {dualstack} rollout explain buatfilm
   {dualstack} rollout rollback buatfilm --config {routing} --reason "trying it"   # then: rollout ack buatfilm

@@ -313,10 +313,17 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--listen", default="127.0.0.1:3900")
     parser.add_argument("--server-key", action="append", default=[], help="a server key to accept (repeatable)")
+    parser.add_argument("--server-keys-file", help="more keys to accept, one `slug=key` a line (the router's "
+                        "DUALSTACK_MIDTRANS_KEYS_FILE): keys stay off the command line, which `ps` shows")
     parser.add_argument("--default-notification-url", help="when a transaction names none")
     ns = parser.parse_args(argv)
     address = parse_listen(ns.listen)
-    fake = FakeMidtrans(ns.server_key, public_url=address.url,
+    keys = list(ns.server_key)
+    if ns.server_keys_file:
+        with open(ns.server_keys_file, encoding="utf-8") as lines:
+            keys += [line.split("=", 1)[1].strip() for line in lines
+                     if "=" in line and not line.lstrip().startswith("#")]
+    fake = FakeMidtrans(keys, public_url=address.url,
                         default_notification_url=ns.default_notification_url)
     web.run_app(fake.app(), host=address.host, port=address.port, access_log=None, print=None)
     return 0

@@ -273,8 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run the whole stack locally on embedded defaults")
     p.add_argument("--state-dir", default=".dualstack-demo", help="where the demo keeps its files")
     p.add_argument("--port-base", type=int, metavar="N",
-                   help="move every port: router N, admin N+1, v1 N+2, v2 N+3, fake Midtrans N+4 "
-                   "(default: 8080, 9100, 3002, 3010, 3900)")
+                   help="move every port: router N, admin N+1, v1 N+2, v2 N+3, fake Midtrans N+4, v2's "
+                   "metrics N+5 (default: 8080, 9100, 3002, 3010, 3900, 3011)")
     p.add_argument("--workers", type=int, default=2, help="worker processes of the router and of v2 each")
     p.add_argument("--database-url", help="a PostgreSQL admin URL (default: $DATABASE_URL, else an embedded "
                    "server under the state folder)")

@@ -4,6 +4,7 @@ sync and the flip: hold.py). Each step says what it did."""
 
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 from datetime import UTC, datetime
@@ -151,7 +152,9 @@ def next_steps(request: CutoverRequest, say: Say) -> None:
         say(f"  {dualstack} nginx apply --config {r.config_path} --dir ...   (nginx's fallback for {r.slug} "
             f"is now {r.to})")
     if r.to == "v2":
-        say(f"  keep `{dualstack} migrate --from ... --follow --tenant {r.slug}` running until the soak "
-            "ends: orders v1 takes while a rollback pins the tenant there also reach v2")
+        store = shlex.quote(r.v1.argument) if r.v1 is not None else "V1STORE"
+        say(f"  keep `{dualstack} migrate --from {store} --follow --tenant {r.slug}` running until the soak "
+            f"ends (v1 -> v2; systemd: dualstack-migrate-follow@{r.slug}): orders v1 takes while a rollback "
+            "pins the tenant there also reach v2")
         say(f"  {dualstack} rollout explain {r.slug}   (the soak's decisions)")
     say(reverse_sync.next_step(r))

@@ -47,8 +47,9 @@ def follower_command(request: CutoverRequest) -> str:
 def next_step(request: CutoverRequest) -> str:
     """The `next:` line of a finished cutover about the reverse path."""
     if request.to == "v2":
-        return (f"  {follower_command(request)}   (keeps v1 holding every order v2 takes, so the way back loses "
-                f"nothing even with v2 stopped; systemd: dualstack-reverse-sync@{request.slug}); once sure: "
+        return (f"  keep `{follower_command(request)}` running (v2 -> v1: keeps v1 holding every order v2 "
+                f"takes, so the way back loses nothing even with v2 stopped; systemd: "
+                f"dualstack-reverse-sync@{request.slug}); once sure: "
                 f"{command_path()} cutover complete {request.slug}")
     return (f"  keep the reverse sync running while v2 still receives notifications for its orders; then "
             f"{command_path()} cutover complete {request.slug}")

@@ -9,16 +9,19 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+
+from controlplane.demo import KEYS
 
 pytestmark = pytest.mark.timeout(240)
 
 END_OF_GUIDE = "Orders created on either side"
 
 
-def five_free_ports() -> int:
+def six_free_ports() -> int:
     for _ in range(50):
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
@@ -26,7 +29,7 @@ def five_free_ports() -> int:
         if base > 65530:
             continue
         ok = True
-        for port in range(base, base + 5):
+        for port in range(base, base + 6):
             with socket.socket() as probe:
                 try:
                     probe.bind(("127.0.0.1", port))
@@ -35,7 +38,7 @@ def five_free_ports() -> int:
                     break
         if ok:
             return base
-    raise AssertionError("no five free ports in a row")
+    raise AssertionError("no six free ports in a row")
 
 
 def start_demo(state_dir: Path, base: int, database_url: str) -> tuple[subprocess.Popen[str], str]:
@@ -63,6 +66,13 @@ def printed_commands(guide: str) -> list[str]:
     return [line.strip() for line in joined.splitlines() if line.startswith(("  curl ", "  /", "  export "))]
 
 
+def _cmdline(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:  # the process ended meanwhile
+        return b""
+
+
 def run_printed(command: str, env_lines: list[str]) -> str:
     result = subprocess.run(["bash", "-c", "\n".join([*env_lines, command])], capture_output=True, text=True,
                             timeout=60, check=False)
@@ -82,7 +92,7 @@ def stop(process: subprocess.Popen[str]) -> None:
 
 def test_the_demo_runs_its_printed_commands_twice(tmp_path: Path, empty_database: str) -> None:
     state_dir = tmp_path / "demo"
-    base = five_free_ports()
+    base = six_free_ports()
     for run in (1, 2):
         process, guide = start_demo(state_dir, base, empty_database)
         try:
@@ -103,9 +113,15 @@ def test_the_demo_runs_its_printed_commands_twice(tmp_path: Path, empty_database
             exports = [c for c in commands if c.startswith("export ")]
             status_command = next(c for c in commands if " rollout status " in c)
             assert "buatfilm" in run_printed(status_command, exports)
+            # v2's metrics, as the guide prints them; and no key on any command line (`ps` shows them all).
+            with urllib.request.urlopen(f"http://127.0.0.1:{base + 5}/metrics", timeout=10) as answer:
+                assert b"dualstack_v2_" in answer.read()
+            assert f"http://127.0.0.1:{base + 5}/metrics" in guide
+            assert not [p for p in Path("/proc").glob("[0-9]*/cmdline")
+                        if any(key.encode() in _cmdline(p) for key in KEYS.values())]
         finally:
             stop(process)
-        for port in range(base, base + 5):  # everything it started has let go of its port
+        for port in range(base, base + 6):  # everything it started has let go of its port
             with socket.socket() as sock:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a server binds: TIME_WAIT is no user
                 sock.bind(("127.0.0.1", port))
