@@ -149,8 +149,9 @@ class _Builder:
             return self._scalar(event, path)
         plain = _SEQ_TAG if isinstance(event, SequenceStartEvent) else _MAP_TAG
         if event.tag not in (None, "!", plain):
-            # Read as plain data, a tagged mapping or list would hide what its writer meant by the tag.
-            self.unusable.append(ConfigIssue(self.source, event.start_mark.line + 1, format_path(path),
+            # Read as plain data, a tagged mapping or list would hide what its writer meant by the tag
+            # (reported; the plain data is still validated, so every problem shows in one pass).
+            self.issues.append(ConfigIssue(self.source, event.start_mark.line + 1, format_path(path),
                                              f"the tag {_as_written(event.tag)} is not allowed: write plain YAML"))
         self.depth += 1
         try:
@@ -186,7 +187,7 @@ class _Builder:
             # Keys are names: taken as written, so `on:` or `no:` (booleans in YAML 1.1) stay names.
             key = str(key_event.value)
             if key_event.tag not in (None, "!", _STR_TAG):  # a key meant as something else than its name
-                self.unusable.append(ConfigIssue(self.source, key_line, format_path((*path, key)),
+                self.issues.append(ConfigIssue(self.source, key_line, format_path((*path, key)),
                                                  f"the tag {_as_written(key_event.tag)} is not allowed on a key: "
                                                  "write plain YAML"))
             if key in first_line:
