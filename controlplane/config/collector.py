@@ -86,7 +86,8 @@ def kind_of(value: Any) -> str:
     )
 
 def _closest(key: str, allowed: set[str]) -> str | None:
-    matches = difflib.get_close_matches(str(key), sorted(allowed), n=1, cutoff=0.65)  # a slip (tpc: tcp), not a guess (colour: rollout)
+    # A slip (tpc: tcp, 0.67), not a guess (colour: rollout, 0.62).
+    matches = difflib.get_close_matches(str(key), sorted(allowed), n=1, cutoff=0.65)
     return matches[0] if matches else None
 
 def check_url(c: Collector, url: str, path: Path_) -> str | None:
