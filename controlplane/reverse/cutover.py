@@ -168,8 +168,19 @@ def check(request: CutoverRequest, policy: CutoverPolicy, v2: UpstreamSpec) -> C
                                   "back now would lose them: look at these orders in v1 (`dualstack reverse-sync` "
                                   "says what it left alone and why)")
     return Check(NAME, True, f"v1 holds all {verification.checked} orders v2 held at {utc(until)}, each as final "
-                             f"(the last passes copied {copied}){newer}",
+                             f"(the last passes copied {copied}){newer}{_v1_ahead(verification)}",
                  verified_until=until.isoformat())
+
+
+def _v1_ahead(verification: Verification) -> str:
+    """Orders whose money moved on v1's word only, as far as v2 knows: the way back keeps v1's rows, so
+    customers will see them so again. Said, not refused: the way back is the safe road, and v1 held
+    them before (a cutover to v2 reports such claims `without evidence`)."""
+    if not verification.ahead:
+        return ""
+    shown = ", ".join(f"{order_id} ({why})" for order_id, why in verification.ahead[:SHOWN_BEHIND])
+    return (f". Mind {len(verification.ahead)} v1 holds as more final than v2 does, which it keeps: {shown}; v1 "
+            "applies notifications unverified, so ask Midtrans about these before customers see them again")
 
 
 def final_pass(request: CutoverRequest, say: Say, verified_until: str | None = None) -> dict[str, Any]:

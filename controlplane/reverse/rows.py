@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Final, Literal
 
 from controlplane.migrate.rows import STATUS_MAP
-from controlplane.order_status import may_move
+from controlplane.order_status import MONEY_MOVING, may_move
 
 Spelling = Literal["lower", "upper"]
 SPELLINGS: Final[tuple[Spelling, ...]] = ("lower", "upper")
@@ -75,6 +75,16 @@ def behind(v1_raw: object | None, v2_status: str) -> str | None:
     if may_move(current, v2_status):
         return f"v1 says {current}, v2 says {v2_status}"
     return None
+
+
+def ahead(v1_raw: object | None, v2_status: str) -> str | None:
+    """Why v1's row says money moved where v2 does not (None: it does not). v1 applies any
+    notification it is sent, unverified, so such a row may be v1's word alone: the way back keeps it,
+    and ops should know which orders customers will see so again."""
+    current = v1_status(v1_raw) if v1_raw is not None else None
+    if current is None or current == v2_status or current not in MONEY_MOVING or not may_move(v2_status, current):
+        return None
+    return f"v1 says {current}, v2 says {v2_status}"
 
 
 def sqlite_time(at: datetime) -> str:

@@ -20,7 +20,7 @@ from typing import Any, Final
 import psycopg
 
 from controlplane.errors import first_line
-from controlplane.reverse.rows import Action, V2Order, behind
+from controlplane.reverse.rows import Action, V2Order, ahead, behind
 from controlplane.reverse.v1_stores import ReverseSyncProblem, V1Writer, Written
 
 PAGE_ORDERS: Final = 1000
@@ -117,6 +117,7 @@ class Verification:
     newer: int = 0  # changed on v2 after `until`: not checked
     since: datetime | None = None  # only orders v2 changed since this time (less OVERLAP_S) were read
     behind: list[tuple[str, str]] = field(default_factory=list)  # (order id, why)
+    ahead: list[tuple[str, str]] = field(default_factory=list)  # (order id, why): v1 says money moved, v2 not
 
     @property
     def clean(self) -> bool:
@@ -140,6 +141,7 @@ def verify_both_sides(writer: V1Writer, database_url: str, slug: str, schema: st
                 out.checked += len(checked)
                 out.behind += [(o.order_id, why) for o in checked
                                if (why := behind(held.get(o.order_id), o.status))]
+                out.ahead += [(o.order_id, why) for o in checked if (why := ahead(held.get(o.order_id), o.status))]
     except psycopg.Error as exc:
         raise v2_problem(exc) from None
     return out

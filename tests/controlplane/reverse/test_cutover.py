@@ -196,3 +196,23 @@ async def test_the_check_refuses_the_way_back_while_an_order_of_v2s_is_not_in_v1
     without = await asyncio.to_thread(check, dataclasses.replace(request, database_url=None), POLICY,
                                       UpstreamSpec("v2", stack.url))
     assert not without.ok and "pass --from (v1's store) and --database-url" in without.detail
+
+
+async def test_the_check_lets_the_way_back_go_on_and_names_the_orders_v1_alone_says_were_paid(
+    stack: Stack, tmp_path: Path
+) -> None:
+    tenant = stack.add_tenant()
+    orders_db = tmp_path / "orders.db"
+    open_database(orders_db).close()
+    await stack.create(tenant, "FORGED-1", amount=1000)
+    await stack.create(tenant, "FINE-1", amount=1000)
+    with sqlite3.connect(orders_db) as v1:  # an unsigned settlement sent to v1 directly: v1 applied it
+        v1.execute("INSERT INTO orders (id, customer_name, email, phone, amount, payment_method, status) "
+                   "VALUES ('FORGED-1', 'Budi', 'b@example.com', '0812', 1000, 'midtrans', 'paid')")
+    request = CutoverRequest(config_path=tmp_path / "routing.yaml", slug=tenant.slug, to="v1",
+                             v1=SqliteStore(orders_db), database_url=stack.database.app_url)
+    passed = await asyncio.to_thread(check, request, POLICY, UpstreamSpec("v2", stack.url))
+    assert passed.ok, passed.detail  # the way back is not refused for what v1 held before
+    assert ("Mind 1 v1 holds as more final than v2 does, which it keeps: FORGED-1 (v1 says paid, v2 says "
+            "pending); v1 applies notifications unverified, so ask Midtrans") in passed.detail
+    assert "FINE-1" not in passed.detail
