@@ -252,7 +252,10 @@ def _start_services(group: ProcessGroup, state: Path, routing: Path, ports: Port
 
 def _describe(url: str) -> str:
     parts = conninfo_to_dict(url)
-    return f"PostgreSQL {parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"
+    host, dbname = str(parts.get("host", "localhost")), parts.get("dbname", "")
+    if host.startswith("/"):  # a socket folder (the embedded server listens on no TCP port)
+        return f"PostgreSQL on the socket in {host}, database {dbname}"
+    return f"PostgreSQL {host}:{parts.get('port', 5432)}/{dbname}"
 
 
 def _guide(routing: Path, ports: Ports, state: Path, tokens: dict[str, str], database: str, urls: RoleUrls,

@@ -31,7 +31,7 @@ TOP_FIELDS: Final = 10
 KIND_LABELS: Final = {
     "status": "HTTP status differs", "type_changed": "type differs (e.g. a string against a number)",
     "value_changed": "value differs", "missing": "only the primary has the field",
-    "extra": "only the shadow has the field", "body": "non-JSON bodies differ",
+    "extra": "only the shadow has the field", "body": "non-JSON bodies differ (shown: their lengths in bytes)",
 }
 EXAMPLES_PER_FIELD: Final = 3
 MAX_TIMELINE_POINTS: Final = 48
