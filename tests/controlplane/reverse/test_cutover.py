@@ -175,19 +175,26 @@ def test_cutover_complete_ends_the_reverse_path_once_a_cutover_to_v2_is_done(
     assert f"reverse sync of {slug}: completed at" in capsys.readouterr().out
 
 
-async def test_the_check_refuses_the_way_back_while_an_order_of_v2s_is_not_in_v1_as_final(
-    stack: Stack, tmp_path: Path
-) -> None:
+async def way_back_with_a_v1_row(stack: Stack, tmp_path: Path, order_id: str, v1_status: str) -> CutoverRequest:
+    """A tenant with two pending orders on v2, `order_id` and FINE-1; v1's SQLite store holds only
+    `order_id`, with `v1_status`: the way back's request."""
     tenant = stack.add_tenant()
     orders_db = tmp_path / "orders.db"
     open_database(orders_db).close()
-    await stack.create(tenant, "ODD-1", amount=1000)
+    await stack.create(tenant, order_id, amount=1000)
     await stack.create(tenant, "FINE-1", amount=1000)
-    with sqlite3.connect(orders_db) as v1:  # v1's admin page stored a status v1 does not spell
+    with sqlite3.connect(orders_db) as v1:
         v1.execute("INSERT INTO orders (id, customer_name, email, phone, amount, payment_method, status) "
-                   "VALUES ('ODD-1', 'Budi', 'b@example.com', '0812', 1000, 'midtrans', 'shipped')")
-    request = CutoverRequest(config_path=tmp_path / "routing.yaml", slug=tenant.slug, to="v1",
-                             v1=SqliteStore(orders_db), database_url=stack.database.app_url)
+                   "VALUES (?, 'Budi', 'b@example.com', '0812', 1000, 'midtrans', ?)", (order_id, v1_status))
+    return CutoverRequest(config_path=tmp_path / "routing.yaml", slug=tenant.slug, to="v1",
+                          v1=SqliteStore(orders_db), database_url=stack.database.app_url)
+
+
+async def test_the_check_refuses_the_way_back_while_an_order_of_v2s_is_not_in_v1_as_final(
+    stack: Stack, tmp_path: Path
+) -> None:
+    # v1's admin page stored a status v1 does not spell
+    request = await way_back_with_a_v1_row(stack, tmp_path, "ODD-1", "shipped")
     refused = await asyncio.to_thread(check, request, POLICY, UpstreamSpec("v2", stack.url))
     assert not refused.ok, refused.detail
     assert refused.detail.startswith("1 of 2 orders v2 holds are not in v1's store as final as on v2 after 3 last "
@@ -201,16 +208,8 @@ async def test_the_check_refuses_the_way_back_while_an_order_of_v2s_is_not_in_v1
 async def test_the_check_lets_the_way_back_go_on_and_names_the_orders_v1_alone_says_were_paid(
     stack: Stack, tmp_path: Path
 ) -> None:
-    tenant = stack.add_tenant()
-    orders_db = tmp_path / "orders.db"
-    open_database(orders_db).close()
-    await stack.create(tenant, "FORGED-1", amount=1000)
-    await stack.create(tenant, "FINE-1", amount=1000)
-    with sqlite3.connect(orders_db) as v1:  # an unsigned settlement sent to v1 directly: v1 applied it
-        v1.execute("INSERT INTO orders (id, customer_name, email, phone, amount, payment_method, status) "
-                   "VALUES ('FORGED-1', 'Budi', 'b@example.com', '0812', 1000, 'midtrans', 'paid')")
-    request = CutoverRequest(config_path=tmp_path / "routing.yaml", slug=tenant.slug, to="v1",
-                             v1=SqliteStore(orders_db), database_url=stack.database.app_url)
+    # an unsigned settlement sent to v1 directly: v1 applied it
+    request = await way_back_with_a_v1_row(stack, tmp_path, "FORGED-1", "paid")
     passed = await asyncio.to_thread(check, request, POLICY, UpstreamSpec("v2", stack.url))
     assert passed.ok, passed.detail  # the way back is not refused for what v1 held before
     assert ("Mind 1 v1 holds as more final than v2 does, which it keeps: FORGED-1 (v1 says paid, v2 says "
