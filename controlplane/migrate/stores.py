@@ -16,7 +16,7 @@ import sqlite3
 from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any, Final, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -28,6 +28,7 @@ from controlplane.migrate.rows import RawOrder
 PAGE_ROWS: Final = 10_000
 LOOKUP_IDS: Final = 500  # ids per lookup query (SQLite's default limit on parameters is 999)
 _COLUMNS: Final = "id, customer_name, email, phone, amount, payment_method, status"
+_SECRET_PARAMETERS: Final = ("password", "sslpassword")  # never printed in a store's argument
 CONNECT_TIMEOUT_S: Final = 10
 
 
@@ -150,12 +151,21 @@ class PostgresStore:
                 info = conninfo_to_dict(self.url)
             except psycopg.ProgrammingError:
                 return "postgresql://..."
-            return make_conninfo("", **{**info, **({"password": "PASSWORD"} if info.get("password") else {})})
+            return make_conninfo("", **{**info, **{key: "PASSWORD" for key in _SECRET_PARAMETERS if info.get(key)}})
         parts = urlsplit(self.url)
-        if parts.password is None:
+        # A password may ride in the query too (?password=, ?sslpassword=): masked there as well.
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        in_query = any(key in _SECRET_PARAMETERS for key, _ in query)
+        if parts.password is None and not in_query:
             return self.url
-        host = parts.netloc.rpartition("@")[2]
-        return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:PASSWORD@{host}"))
+        netloc = parts.netloc
+        if parts.password is not None:
+            netloc = f"{parts.username or ''}:PASSWORD@{netloc.rpartition('@')[2]}"
+        masked = urlencode([(key, "PASSWORD" if key in _SECRET_PARAMETERS else value) for key, value in query],
+                           quote_via=quote) if in_query else parts.query
+        # Put together by hand: urlunsplit drops the `//` of an empty host (postgresql:///db?host=/run/...).
+        return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{masked}" if masked else "") + (
+            f"#{parts.fragment}" if parts.fragment else "")
 
     def _connect(self) -> psycopg.Connection[tuple[Any, ...]]:
         try:

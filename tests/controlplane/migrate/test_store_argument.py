@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from controlplane.migrate import store_for
+from controlplane.migrate.stores import PostgresStore
 
 
 def test_a_store_is_named_again_as_given_with_its_password_replaced() -> None:
@@ -13,3 +14,12 @@ def test_a_store_is_named_again_as_given_with_its_password_replaced() -> None:
     assert argument == "postgresql://api:PASSWORD@db.internal:5432/shop?sslmode=require"
     assert "s3cret" not in argument and "s3cret" not in store_for(secret).name
     assert store_for("sqlite:/var/www/api/orders.db").argument == "sqlite:/var/www/api/orders.db"
+
+
+def test_a_password_in_the_query_or_in_key_value_form_is_replaced_too() -> None:
+    assert store_for("postgresql://u@h/db?password=s3cret").argument == "postgresql://u@h/db?password=PASSWORD"
+    assert store_for("postgresql:///db?host=%2Ftmp&sslpassword=k3y&sslmode=require").argument == \
+        "postgresql:///db?host=%2Ftmp&sslpassword=PASSWORD&sslmode=require"
+    both = store_for("postgresql://u:pw@h:5432/db?password=s3cret").argument
+    assert both == "postgresql://u:PASSWORD@h:5432/db?password=PASSWORD"
+    assert "s3cret" not in PostgresStore("host=h user=u password=s3cret sslpassword=s3cret dbname=d").argument
