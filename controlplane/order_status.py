@@ -46,6 +46,30 @@ def may_move(current: str, target: str) -> bool:
     return target in ALLOWED_MOVES.get(current, frozenset())
 
 
+def _closure() -> dict[str, frozenset[str]]:
+    reach: dict[str, set[str]] = {status: set(targets) for status, targets in ALLOWED_MOVES.items()}
+    changed = True
+    while changed:  # five statuses: a few rounds
+        changed = False
+        for targets in reach.values():
+            more = set().union(*(reach[t] for t in targets)) - targets
+            if more:
+                targets |= more
+                changed = True
+    return {status: frozenset(targets) for status, targets in reach.items()}
+
+
+# Statuses an order may reach through allowed moves, one or more (pending -> refunded, through paid).
+_REACHABLE: Final[dict[str, frozenset[str]]] = _closure()
+
+
+def reachable(current: str, target: str) -> bool:
+    """An order in `current` could come to `target` by allowed moves: `target` is further along.
+    Copying one store's status into another behind it (the reverse sync) asks this, not may_move:
+    a store that missed the payment between two passes still takes the refund."""
+    return target in _REACHABLE.get(current, frozenset())
+
+
 def sql_may_move(current: str, target: str) -> str:
     """ALLOWED_MOVES as a SQL condition on two column expressions (for a race-free upsert)."""
     cases = [f"({current} = '{source}' AND {target} IN ({', '.join(repr(t) for t in sorted(targets))}))"

@@ -2,7 +2,8 @@
 row v1 holds for it. Pure: both of v1's store generations go through the same rules.
 
 The one status-precedence rule (controlplane/order_status.py) decides: v2's status is written only
-where it is a move the rule allows from v1's; a v1 row as final or more final (paid on v1 while v2
+where v1's could reach it by the moves the rule allows (pending -> refunded through paid, v1 having
+missed the payment between two passes); a v1 row as final or more final (paid on v1 while v2
 still says pending, a refund made on v1's admin page) stays as it is. A status v1 holds that is none
 of its spellings (v1's admin page stores any string) is left alone and reported."""
 
@@ -14,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Final, Literal
 
 from controlplane.migrate.rows import STATUS_MAP
-from controlplane.order_status import MONEY_MOVING, may_move
+from controlplane.order_status import MONEY_MOVING, reachable
 
 Spelling = Literal["lower", "upper"]
 SPELLINGS: Final[tuple[Spelling, ...]] = ("lower", "upper")
@@ -62,7 +63,7 @@ def action_for(v1_raw: object | None, v2_status: str) -> Action:
         return Action.UNKNOWN_V1
     if current == v2_status:
         return Action.UNCHANGED
-    return Action.UPDATE if may_move(current, v2_status) else Action.KEPT_V1
+    return Action.UPDATE if reachable(current, v2_status) else Action.KEPT_V1
 
 
 def behind(v1_raw: object | None, v2_status: str) -> str | None:
@@ -72,7 +73,7 @@ def behind(v1_raw: object | None, v2_status: str) -> str | None:
     current = v1_status(v1_raw)
     if current is None:
         return f"v1's status {str(v1_raw)[:40]!r} is not one of its spellings (v2: {v2_status})"
-    if may_move(current, v2_status):
+    if reachable(current, v2_status):
         return f"v1 says {current}, v2 says {v2_status}"
     return None
 
@@ -82,7 +83,7 @@ def ahead(v1_raw: object | None, v2_status: str) -> str | None:
     notification it is sent, unverified, so such a row may be v1's word alone: the way back keeps it,
     and ops should know which orders customers will see so again."""
     current = v1_status(v1_raw) if v1_raw is not None else None
-    if current is None or current == v2_status or current not in MONEY_MOVING or not may_move(v2_status, current):
+    if current is None or current == v2_status or current not in MONEY_MOVING or reachable(current, v2_status):
         return None
     return f"v1 says {current}, v2 says {v2_status}"
 

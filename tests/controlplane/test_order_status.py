@@ -7,7 +7,14 @@ import itertools
 
 import psycopg
 
-from controlplane.order_status import MONEY_MOVING, ORDER_STATUSES, may_move, order_status_for, sql_may_move
+from controlplane.order_status import (
+    MONEY_MOVING,
+    ORDER_STATUSES,
+    may_move,
+    order_status_for,
+    reachable,
+    sql_may_move,
+)
 from proxy.v2 import status as v2
 from tests.conftest import Database
 
@@ -33,6 +40,15 @@ def test_the_allowed_moves_are_v2s() -> None:
         if outcome == "flagged_reversal":
             continue  # a bank's reversal of a paid order, made by v2 on Midtrans' word only; never by a sync
         assert (outcome == "applied") == may_move(current, target), (current, transaction_status, fraud)
+
+
+def test_reachable_is_the_moves_one_or_more() -> None:
+    assert reachable("pending", "refunded") and reachable("failed", "refunded") and reachable("expired", "refunded")
+    assert not reachable("paid", "pending") and not reachable("refunded", "paid") and not reachable("paid", "paid")
+    for current, target in itertools.product(ORDER_STATUSES, ORDER_STATUSES):
+        one_or_two = may_move(current, target) or any(may_move(current, s) and may_move(s, target)
+                                                       for s in ORDER_STATUSES)
+        assert reachable(current, target) == one_or_two, (current, target)  # no path here is longer than two
 
 
 def test_the_sql_condition_is_the_same_rule(database: Database) -> None:

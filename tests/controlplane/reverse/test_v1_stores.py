@@ -111,6 +111,18 @@ async def test_a_v1_row_as_final_or_more_final_is_never_regressed(stack: Stack, 
     assert [order_id for order_id, _ in behind] == ["K-ODD"]  # a status v1 does not spell is reported, not mended
 
 
+async def test_a_refund_reaches_a_v1_that_missed_the_payment_between_two_passes(stack: Stack, v1: V1) -> None:
+    tenant = stack.add_tenant()
+    await stack.create(tenant, "RF-1", amount=1000)
+    first = await one_pass(stack, v1, tenant)  # v1 holds it pending
+    await stack.notify("RF-1", transaction_status="settlement")
+    await stack.notify("RF-1", transaction_status="refund")  # paid and refunded before the next pass
+    second = await one_pass(stack, v1, tenant, first.watermark)
+    assert second.written.counts[Action.UPDATE] == 1
+    assert v1.rows()["RF-1"][0] == ("REFUNDED" if v1.sqlite is not None else "refunded")
+    assert (await asyncio.to_thread(verify_both_sides, v1.writer, stack.database.app_url, tenant.slug)).clean
+
+
 async def test_a_v1_that_holds_its_sqlite_file_busy_loses_no_write(stack: Stack, tmp_path: Path) -> None:
     tenant = stack.add_tenant()
     path = tmp_path / "orders.db"
