@@ -22,13 +22,14 @@ from typing import Any, Final, Literal
 
 DifferenceKind = Literal["status", "missing", "extra", "type_changed", "value_changed", "body"]
 
-# The payment API's routes (v1's and v2's, reference/legacy-v1-contract.md): an endpoint is one of
-# these, or "other". A path a stranger sends never becomes a label or a report's heading of its own.
+# The payment API's routes (v1's, as its clients use them, and v2's): an endpoint is one of these, or
+# "other". A path a stranger sends never becomes a label or a report's heading of its own.
 _TEMPLATES: Final = tuple((re.compile(pattern), template) for pattern, template in (
     (r"/orders/[^/\s]+/status", "/orders/{id}/status"),
     (r"/payment/create", "/payment/create"),
     (r"/webhooks/midtrans", "/webhooks/midtrans"),
-    (r"/health", "/health"),
+    (r"/health(?:/ready|/live)?", None),
+    (r"/openapi\.json", "/openapi.json"),
     (r"/admin/(?:login|orders|stats)", None),
     (r"/admin/orders/[^/\s]+", "/admin/orders/{id}"),
 ))

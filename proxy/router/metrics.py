@@ -198,7 +198,8 @@ class ProxyMetrics:
         )
         self.shadow_skips = Counter(
             "dualstack_shadow_skipped", "Requests not mirrored by design, by reason (not_sampled, admin, "
-            "route_not_mirrored, not_an_order_id, write_to_v1, delivered_to_both).", ["tenant", "reason"],
+            "route_not_mirrored, write_to_v1, delivered_to_both, primary_not_modified, and junk the primary "
+            "refused: unknown_route, not_an_order_id).", ["tenant", "reason"],
             registry=registry,
         )
         self.shadow_comparisons = Counter(

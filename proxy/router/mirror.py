@@ -85,11 +85,6 @@ def skip_reason(route: Route, method: str, path: str, body_length: int | None, h
         return "delivered_to_both"  # the other backend applies it for real (proxy/handover.py)
     if kind not in spec.routes:
         return "route_not_mirrored"
-    if kind == "read" and (read := _STATUS_READ.fullmatch(path)) and not ORDER_ID_RE.fullmatch(read.group(1)):
-        # No store holds such an order: the copy would only compare how each backend refuses garbage
-        # (v1 fails on a NUL where v2 answers 404), and a stranger's junk would lower the match rate
-        # the cutover gate requires.
-        return "not_an_order_id"
     if kind in ("write", "webhook") and route.shadow_backend != "v2":
         return "write_to_v1"  # only v2 can run a write dry
     if has_body and (body_length is None or body_length > spec.max_body_bytes):
@@ -99,10 +94,23 @@ def skip_reason(route: Route, method: str, path: str, body_length: int | None, h
     return None
 
 
-def answer_skip_reason(primary_status: int) -> str | None:
-    """Why the primary's answer cannot be compared (None: compare it). A 304 to the client's
-    conditional request carries no body: it is skipped, never a mismatch."""
-    return "primary_not_modified" if primary_status == 304 else None
+def answer_skip_reason(primary_status: int, endpoint: str, path: str) -> str | None:
+    """Why the primary's answer is not compared (None: compare it). A 304 to the client's conditional
+    request carries no body: skipped, never a mismatch. A request the primary refused (not 2xx) that
+    is no request of the payment API is junk: a path outside its routes (`endpoint` is `<METHOD>
+    other`), or a status read of an id no order can have (`path` decoded). How each backend refuses
+    junk (v1's HTML "Cannot GET", its 500 on a NUL, v2's 404) is not the match rate the cutover gate
+    requires, and a stranger could lower it at will. One the primary served is compared: an order v1
+    took under an id v2 cannot hold still shows as a mismatch."""
+    if primary_status == 304:
+        return "primary_not_modified"
+    if 200 <= primary_status < 300:
+        return None
+    if endpoint.endswith(" other") or endpoint == "other":
+        return "unknown_route"
+    if (read := _STATUS_READ.fullmatch(path)) and not ORDER_ID_RE.fullmatch(read.group(1)):
+        return "not_an_order_id"
+    return None
 
 
 @dataclass(frozen=True, slots=True)

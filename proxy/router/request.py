@@ -295,17 +295,18 @@ async def shadow(passage: Passage, response: web.StreamResponse) -> None:
     request, route, capture = passage.request, passage.route, passage.capture
     assert capture is not None and route.shadow is not None
     elapsed_s = time.perf_counter() - passage.started
-    if (skipped := answer_skip_reason(response.status)) is not None:
+    mirror = request.app[keys.MIRROR]
+    method, head = request.method, passage.head
+    endpoint = mirror.endpoint(route.tenant, method, request.rel_url.raw_path)
+    if (skipped := answer_skip_reason(response.status, endpoint, request.path)) is not None:
         request.app[keys.METRICS].shadow_skipped(route.tenant, skipped)
         return
     if capture.body is None:
         request.app[keys.METRICS].shadow_dropped(route.tenant, "response_streamed")
         return
-    mirror = request.app[keys.MIRROR]
-    method, head = request.method, passage.head
     body = await request.read() if request.body_exists else None  # already read: aiohttp keeps it
     mirror.offer(ShadowJob(
-        route=route, endpoint=mirror.endpoint(route.tenant, method, request.rel_url.raw_path), method=method,
+        route=route, endpoint=endpoint, method=method,
         shadow_head=head[:-2] + _SHADOW_LINE + b"\r\n", primary_head=head, request_id=passage.request_id,
         body=body, primary_status=capture.status, primary_body=capture.body, primary_elapsed_s=elapsed_s,
         learn_noise=method in ("GET", "HEAD") and random.random() < route.shadow.noise_sample_rate))

@@ -57,7 +57,9 @@ def test_status_and_non_json_bodies() -> None:
      ("GET", "/orders/../../etc/status", "GET other"),
      ("GET", "/orders/12/status/extra", "GET other"),
      ("BREW", "/health", "OTHER /health"),
-     ("GET", "/health", "GET /health")],
+     ("GET", "/health", "GET /health"),
+     ("GET", "/health/ready", "GET /health/ready"),
+     ("GET", "/health/other", "GET other")],
 )
 def test_endpoint_templates_are_the_apis_routes_never_a_raw_path(method: str, path: str, template: str) -> None:
     assert endpoint_template(method, path) == template
