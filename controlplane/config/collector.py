@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import math
 import re
 from typing import Any, Final
@@ -90,6 +91,18 @@ def _closest(key: str, allowed: set[str]) -> str | None:
     matches = difflib.get_close_matches(str(key), sorted(allowed), n=1, cutoff=0.65)
     return matches[0] if matches else None
 
+_DNS_NAME: Final = re.compile(r"(?=.{1,253}\.?$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                               r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
+
+
+def _is_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return bool(_DNS_NAME.fullmatch(host))
+
+
 def check_url(c: Collector, url: str, path: Path_) -> str | None:
     if "://" not in url:
         c.add(path, f"'{url}' is not a URL such as http://127.0.0.1:3002")
@@ -105,6 +118,10 @@ def check_url(c: Collector, url: str, path: Path_) -> str | None:
         problems.append("scheme must be http or https")
     if not parts.hostname:
         problems.append("a host is required")
+    elif not _is_host(parts.hostname):
+        # The host goes into nginx's config and the routers' connections as written: `;`, braces or
+        # quotes there would be directives of their own.
+        problems.append("the host must be an IP address or a DNS name (letters, digits, '-' and '.')")
     if parts.username or parts.password:
         problems.append("credentials do not belong in the URL")
     if parts.path not in ("", "/") or parts.query or parts.fragment:

@@ -91,3 +91,17 @@ def test_every_site_problem_is_reported_with_file_line_and_path() -> None:
 def test_an_empty_api_path_list_is_refused() -> None:
     assert issues_of("nginx: {api_paths: []}\ntenants:\n  a: {backend: v2}\n") == [
         "routing.yaml:3: nginx.api_paths: must list at least one path (the payment service's)"]
+
+
+def test_a_url_whose_host_would_be_nginx_directives_is_refused_wherever_a_url_is_declared() -> None:
+    evil = "http://127.0.0.1;} server {listen 29019;return 200 EVIL;} upstream evil {server 127.0.0.1:29020"
+    text = (f'upstreams: {{v1: {{url: "http://a\\"b:1"}}, v2: {{url: "http://{{b}}:2"}}}}\nbase_domain: agentbar.ai\n'
+            f'tenants:\n  d: {{backend: v2, site: {{mode: upstream, url: "{evil}"}}}}\n'
+            '  e: {backend: v2, site: {mode: upstream, url: "http://[::1]:5173"}}\n'
+            '  f: {backend: v2, site: {mode: upstream, url: "http://site-1.example.com.:8080"}}\n')
+    with pytest.raises(ConfigError) as info:
+        load_config_text(text, "routing.yaml")
+    refused = [str(i) for i in info.value.issues]
+    host_rule = "the host must be an IP address or a DNS name (letters, digits, '-' and '.')"
+    assert [line.split(": ", 2)[1] for line in refused] == ["upstreams.v1.url", "upstreams.v2.url", "tenants.d.site.url"]
+    assert all(line.endswith(host_rule) for line in refused), refused
