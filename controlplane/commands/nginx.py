@@ -9,7 +9,7 @@ from pathlib import Path
 
 from controlplane.config import RoutingConfig, load_config
 from controlplane.config.model import SITE_MODES
-from controlplane.errors import ExitStatus, UsageProblem
+from controlplane.errors import EnvironmentProblem, ExitStatus, UsageProblem
 
 
 def _sites(config: RoutingConfig) -> str:
@@ -42,8 +42,14 @@ def cmd_nginx(ns: argparse.Namespace) -> ExitStatus:
               f"{len(config.tenants)} tenant(s); {_sites(config)})")
     else:
         reload_command = shlex.split(ns.reload_command) if ns.reload_command else None
-        report = apply(config, Path(ns.dir), reload_command=reload_command,
-                       main_config=Path(ns.nginx_conf) if ns.nginx_conf else None, verify_url=ns.verify_url)
+        try:
+            report = apply(config, Path(ns.dir), reload_command=reload_command,
+                           main_config=Path(ns.nginx_conf) if ns.nginx_conf else None, verify_url=ns.verify_url)
+        except OSError as exc:  # after the swap apply restores and says so: this came before, nothing changed
+            raise EnvironmentProblem(
+                f"nginx apply: {exc.strerror or type(exc).__name__}: {exc.filename or ns.dir}; nothing was changed. "
+                f"apply writes {ns.dir}, the folders beside it and signals nginx: run it as their owner (root, "
+                "as a rule)") from None
         for step in report.steps:
             print(f"  {step}")
         print(f"nginx is serving version {report.version}" + ("" if report.changed else " (unchanged)")

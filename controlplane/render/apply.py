@@ -177,7 +177,7 @@ def apply(config: RoutingConfig, directory: Path, *, reload_command: Sequence[st
             unasked = len(plan.probes) - len(sites_before)
             report.steps.append(f"{plan.describe()} answer as before ({len(again)} answered before"
                                 + (f"; {unasked} not asked: the probe budget ran out" if unasked else "") + ")")
-        except NginxFailure as failure:
+        except (NginxFailure, OSError) as failure:  # OSError: a reload this user may not signal, say
             _restore(directory, previous_target, reload, report)
             if was_live is not None:
                 _confirm_restored(url, host, was_live, verify_timeout_s, report)

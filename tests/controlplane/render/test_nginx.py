@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from controlplane.cli import run
 from controlplane.config import ConfigError, load_config, load_config_text
+from controlplane.errors import ExitStatus
 from controlplane.render.nginx import RenderError, render
 from controlplane.render.nginx_check import check, run_nginx_test, wrapper_config
 from tests.conftest import REPO
@@ -232,3 +234,16 @@ def test_the_include_alone_passes_nginx_before_ops_include_any_snippet(tmp_path:
     (tmp_path / "temp").mkdir()
     (tmp_path / "nginx.conf").write_text(wrapper_config(tmp_path, tmp_path / "dualstack"))
     run_nginx_test(["-q", "-c", str(tmp_path / "nginx.conf")])
+
+
+def test_an_apply_that_cannot_write_its_folders_says_so_in_one_line_and_changes_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    routing = tmp_path / "routing.yaml"
+    routing.write_text((REPO / "configs" / "routing.example.yaml").read_text())
+    blocker = tmp_path / "a-file"  # where the live folder's parent should be
+    blocker.write_text("")
+    status = run(["nginx", "apply", "--config", str(routing), "--dir", str(blocker / "dualstack")])
+    err = capsys.readouterr().err
+    assert status == ExitStatus.ENVIRONMENT, err
+    assert "nginx apply: Not a directory" in err and "nothing was changed" in err and "run it as their owner" in err
+    assert "Traceback" not in err and blocker.read_text() == ""
