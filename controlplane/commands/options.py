@@ -88,4 +88,13 @@ def v1_store(ns: argparse.Namespace) -> V1Store | None:
 
     if ns.sqlite:
         return store_for(f"sqlite:{ns.sqlite}")
-    return store_for(ns.v1_from) if ns.v1_from else None
+    if not ns.v1_from:
+        return None
+    from controlplane.migrate.stores import PostgresStore
+
+    store = store_for(ns.v1_from)
+    if isinstance(store, PostgresStore) and store.carries_password:
+        raise UsageProblem("--from carries a password, which every user of this machine sees in the process "
+                           "list (ps): name the store without it and put the password in PGPASSWORD (a "
+                           "systemd unit's EnvironmentFile) or ~/.pgpass")
+    return store

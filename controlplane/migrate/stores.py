@@ -145,6 +145,13 @@ class PostgresStore:
         return f"postgresql://{user}{info.get('host', '')}{port}/{info.get('dbname', '')}"
 
     @property
+    def carries_password(self) -> bool:
+        """The URL holds a password (`user:password@`, `?password=`, `?sslpassword=`)."""
+        parts = urlsplit(self.url)
+        return parts.password is not None or any(
+            key in _SECRET_PARAMETERS for key, _ in parse_qsl(parts.query, keep_blank_values=True))
+
+    @property
     def argument(self) -> str:
         if "://" not in self.url:  # key=value form
             try:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
+from controlplane.cli import run
+from controlplane.errors import ExitStatus
 from controlplane.migrate import store_for
 from controlplane.migrate.stores import PostgresStore
 
@@ -23,3 +27,13 @@ def test_a_password_in_the_query_or_in_key_value_form_is_replaced_too() -> None:
     both = store_for("postgresql://u:pw@h:5432/db?password=s3cret").argument
     assert both == "postgresql://u:PASSWORD@h:5432/db?password=PASSWORD"
     assert "s3cret" not in PostgresStore("host=h user=u password=s3cret sslpassword=s3cret dbname=d").argument
+
+
+def test_a_password_on_the_command_line_is_refused_before_anything_connects(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    for store in ("postgresql://u:s3cret@127.0.0.1:9/db", "postgresql://u@127.0.0.1:9/db?password=s3cret"):
+        for command in (["reverse-sync", "--from", store, "--tenant", "shop"],
+                        ["migrate", "--from", store, "--tenant", "shop"]):
+            assert run(command) == ExitStatus.USAGE, command
+            err = capsys.readouterr().err
+            assert "--from carries a password" in err and "PGPASSWORD" in err and "s3cret" not in err
