@@ -33,3 +33,15 @@ def test_rule_unit_tests_pass() -> None:
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
+
+
+def test_every_alert_says_what_it_is_and_what_to_do() -> None:
+    groups = yaml.safe_load((RULES / "dualstack.rules.yml").read_text())["groups"]
+    alerts = [rule for group in groups for rule in group["rules"] if "alert" in rule]
+    bare = [rule["alert"] for rule in alerts
+            if not rule.get("annotations", {}).get("summary") or not rule.get("annotations", {}).get("description")]
+    assert bare == []
+    assert {rule["labels"]["severity"] for rule in alerts} <= {"page", "ticket"}
+    # whatever is scraped for dualstack, one that cannot be scraped pages (its own alerts go quiet)
+    assert any(rule["alert"] == "DualstackTargetDown" and 'up{job=~"dualstack-.*"} == 0' in rule["expr"]
+               for rule in alerts)
