@@ -20,6 +20,7 @@ from typing import Final
 
 from controlplane.config.model import RoutingConfig
 from controlplane.errors import EnvironmentProblem
+from controlplane.render.listen_address import address_listens
 from controlplane.render.nginx import Rendering, render_in
 
 
@@ -126,6 +127,8 @@ def judge_main_config(main_config: Path | None, directory: Path, candidate: Path
         raise NginxFailure(f"{main_config or 'the default nginx config'} does not include {directory}/http.conf, so "
                            f"nginx would never read the generated files: add `include {directory}/http.conf;` to "
                            "its http block")
+    if taken := address_listens(dump, str(directory)):
+        raise NginxFailure("\n".join(taken))
     what = str(main_config or "the default nginx config")
     return MainConfigTest(f"{what} with the candidate at {directory}" if candidate is not None else what, dump)
 

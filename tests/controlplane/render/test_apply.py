@@ -267,3 +267,21 @@ def test_nginx_warnings_that_drop_part_of_the_config_fail_the_test(tmp_path: Pat
     assert 'conflicting server name "a.example" on 127.0.0.1:1, ignored' in str(info.value)  # nginx's words
     conf.write_text(conf.read_text().replace("server_name a.example; }\n", "server_name b.example; }\n", 1))
     run_nginx_test(["-q", "-c", str(conf)])  # distinct names: clean
+
+
+async def test_an_own_server_block_naming_an_address_on_the_port_is_refused_and_nothing_changes(
+        stack: Stack) -> None:
+    url = f"{stack.nginx.url}{VERSION_PATH}"
+    await asyncio.to_thread(apply, stack.config(), stack.nginx.live, reload_command=stack.nginx.reload,
+                            main_config=stack.nginx.conf, verify_url=url)
+    good_target = stack.nginx.live.resolve()
+    # ops add a block of their own on 127.0.0.1 and the same port: it would take every tenant's requests
+    text = stack.nginx.conf.read_text()
+    own = f"    server {{ listen 127.0.0.1:{stack.nginx.port}; server_name own.example; return 200 own; }}\n"
+    stack.nginx.conf.write_text(text[:text.rindex("}")] + own + "}\n")
+    flipped = stack.yaml.replace("demo: {backend: v2}", "demo: {backend: v1}")
+    with pytest.raises(NginxFailure) as info:
+        await asyncio.to_thread(apply, stack.config(flipped), stack.nginx.live, reload_command=stack.nginx.reload,
+                                main_config=stack.nginx.conf, verify_url=url, verify_timeout_s=1.0)
+    assert f"`listen 127.0.0.1:{stack.nginx.port}` names one address on port {stack.nginx.port}" in str(info.value)
+    assert stack.nginx.live.resolve() == good_target

@@ -1,0 +1,61 @@
+"""A server block of ops' own that names an address on a port the generated blocks listen on.
+
+The generated server blocks listen on every address (`listen 80`). nginx picks a request's server
+among the blocks whose `listen` names the exact address the request came to before any listening
+on every address: one `listen 127.0.0.1:80` block of ops' own would take every request to
+127.0.0.1:80, a generated tenant's included, and send it on as its own tenant. Pure: reads the text
+`nginx -T` prints.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Final
+
+_FILE_HEAD: Final = "# configuration file "  # how `nginx -T` heads each file it read: "# configuration file PATH:"
+_LISTEN: Final = re.compile(r"(?:^|[;{}])\s*listen\s+([^\s;]+)")  # a directive: at a line's start or after ; { }
+_EVERY_ADDRESS: Final = frozenset({"*", "0.0.0.0", "::"})
+
+
+def _address_and_port(target: str) -> tuple[str, int] | None:
+    """`listen`'s first argument as (address, port); "*" for every address; None for a unix socket."""
+    if target.startswith("unix:"):
+        return None
+    if target.isdigit():
+        return "*", int(target)
+    if target.startswith("["):
+        address, _, rest = target[1:].partition("]")
+        port = rest.removeprefix(":")
+        return address, int(port) if port.isdigit() else 80
+    address, _, port = target.rpartition(":")
+    if not address:  # a host alone: port 80
+        return target, 80
+    return address, int(port) if port.isdigit() else 80
+
+
+def address_listens(dump: str, directory: str) -> list[str]:
+    """Each `listen` outside the generated files (those under `directory`) that names one address on
+    a port a generated block listens on, as a sentence saying where and what to do."""
+    generated_ports: set[int] = set()
+    own: list[tuple[str, str, str, int]] = []  # (file, target, address, port)
+    current = ""
+    root = os.path.realpath(directory)
+    for line in dump.splitlines():
+        if line.startswith(_FILE_HEAD) and line.endswith(":"):
+            current = line[len(_FILE_HEAD):-1]
+            continue
+        generated = current.startswith(directory) or os.path.realpath(current).startswith(root + os.sep)
+        for match in _LISTEN.finditer(line.partition("#")[0]):  # a comment is no directive
+            if (parsed := _address_and_port(match.group(1))) is None:
+                continue
+            address, port = parsed
+            if generated:
+                generated_ports.add(port)
+            elif address not in _EVERY_ADDRESS:
+                own.append((current, match.group(1), address, port))
+    return [f"{file}: `listen {target}` names one address on port {port}, where the generated server blocks "
+            f"listen on every address: nginx gives that block every request to {address}:{port}, a generated "
+            f"tenant's included, and it sends each on as its own tenant. Listen on the port alone (`listen "
+            f"{port};`) or on another port"
+            for file, target, address, port in own if port in generated_ports]
