@@ -91,7 +91,7 @@ def _closest(key: str, allowed: set[str]) -> str | None:
     matches = difflib.get_close_matches(str(key), sorted(allowed), n=1, cutoff=0.65)
     return matches[0] if matches else None
 
-_DNS_NAME: Final = re.compile(r"(?=.{1,253}\.?$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DNS_NAME: Final = re.compile(r"(?=.{1,253}\.?\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                                r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
 
 
