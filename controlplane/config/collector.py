@@ -97,10 +97,11 @@ _DNS_NAME: Final = re.compile(r"(?=.{1,253}\.?\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61
 
 def _is_host(host: str) -> bool:
     try:
-        ipaddress.ip_address(host)
-        return True
+        address = ipaddress.ip_address(host)
     except ValueError:
         return bool(_DNS_NAME.fullmatch(host))
+    # An IPv6 zone (`%eth0`) takes any text, and nginx refuses zones anyway.
+    return getattr(address, "scope_id", None) is None
 
 
 def check_url(c: Collector, url: str, path: Path_) -> str | None:

@@ -266,7 +266,7 @@ def _restore(directory: Path, previous: Path | None, reload: Reload, report: App
     try:
         reload.run()
         report.steps.append("reloaded with the previous files")
-    except NginxFailure as failure:
+    except (NginxFailure, OSError) as failure:
         report.steps.append(f"reload after restoring failed too: {failure}")
 
 

@@ -9,13 +9,22 @@ on every address: one `listen 127.0.0.1:80` block of ops' own would take every r
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from typing import Final
 
 _FILE_HEAD: Final = "# configuration file "  # how `nginx -T` heads each file it read: "# configuration file PATH:"
-_LISTEN: Final = re.compile(r"(?:^|[;{}])\s*listen\s+([^\s;]+)")  # a directive: at a line's start or after ; { }
-_EVERY_ADDRESS: Final = frozenset({"*", "0.0.0.0", "::"})
+_STATEMENT_END: Final = re.compile(r"[;{}]")
+
+
+def _every_address(address: str) -> bool:
+    if address == "*":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_unspecified  # 0.0.0.0, ::, [::0], ...
+    except ValueError:
+        return False  # a host name: one address
 
 
 def _address_and_port(target: str) -> tuple[str, int] | None:
@@ -34,26 +43,44 @@ def _address_and_port(target: str) -> tuple[str, int] | None:
     return address, int(port) if port.isdigit() else 80
 
 
+def _files(dump: str) -> dict[str, str]:
+    """Each file `nginx -T` printed, its text without comments."""
+    files: dict[str, list[str]] = {}
+    lines: list[str] = []
+    for line in dump.splitlines():
+        if line.startswith(_FILE_HEAD) and line.endswith(":"):
+            lines = files.setdefault(line[len(_FILE_HEAD):-1], [])
+            continue
+        lines.append(line.partition("#")[0])  # a comment is no directive
+    return {path: "\n".join(text) for path, text in files.items()}
+
+
+def _listens(text: str) -> list[str]:
+    """The first argument of every `listen` directive, however it is split across lines or quoted."""
+    out = []
+    for statement in _STATEMENT_END.split(text):
+        words = statement.split()
+        if len(words) >= 2 and words[0] == "listen":
+            out.append(words[1].strip("\"'"))
+    return out
+
+
 def address_listens(dump: str, directory: str) -> list[str]:
     """Each `listen` outside the generated files (those under `directory`) that names one address on
     a port a generated block listens on, as a sentence saying where and what to do."""
     generated_ports: set[int] = set()
     own: list[tuple[str, str, str, int]] = []  # (file, target, address, port)
-    current = ""
     root = os.path.realpath(directory)
-    for line in dump.splitlines():
-        if line.startswith(_FILE_HEAD) and line.endswith(":"):
-            current = line[len(_FILE_HEAD):-1]
-            continue
-        generated = current.startswith(directory) or os.path.realpath(current).startswith(root + os.sep)
-        for match in _LISTEN.finditer(line.partition("#")[0]):  # a comment is no directive
-            if (parsed := _address_and_port(match.group(1))) is None:
+    for path, text in _files(dump).items():
+        generated = os.path.realpath(path).startswith(root + os.sep)
+        for target in _listens(text):
+            if (parsed := _address_and_port(target)) is None:
                 continue
             address, port = parsed
             if generated:
                 generated_ports.add(port)
-            elif address not in _EVERY_ADDRESS:
-                own.append((current, match.group(1), address, port))
+            elif not _every_address(address):
+                own.append((path, target, address, port))
     return [f"{file}: `listen {target}` names one address on port {port}, where the generated server blocks "
             f"listen on every address: nginx gives that block every request to {address}:{port}, a generated "
             f"tenant's included, and it sends each on as its own tenant. Listen on the port alone (`listen "

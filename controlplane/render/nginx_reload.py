@@ -77,7 +77,10 @@ class Reload:
             return
         command = list(self.command) if self.command is not None else [
             nginx_binary(), *(["-c", str(self.main_config)] if self.main_config else []), "-s", "reload"]
-        result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:  # no such program, or it hung: a failed reload
+            raise NginxFailure(f"`{' '.join(command)}` failed: {exc}") from None
         if result.returncode != 0:
             raise NginxFailure(f"`{' '.join(command)}` failed: {(result.stderr or result.stdout).strip()}")
 

@@ -98,10 +98,13 @@ def test_a_url_whose_host_would_be_nginx_directives_is_refused_wherever_a_url_is
     text = (f'upstreams: {{v1: {{url: "http://a\\"b:1"}}, v2: {{url: "http://{{b}}:2"}}}}\nbase_domain: agentbar.ai\n'
             f'tenants:\n  d: {{backend: v2, site: {{mode: upstream, url: "{evil}"}}}}\n'
             '  e: {backend: v2, site: {mode: upstream, url: "http://[::1]:5173"}}\n'
-            '  f: {backend: v2, site: {mode: upstream, url: "http://site-1.example.com.:8080"}}\n')
+            '  f: {backend: v2, site: {mode: upstream, url: "http://site-1.example.com.:8080"}}\n'
+            '  g: {backend: v2, site: {mode: upstream, url: "http://[::1%;}evil{]:5173"}}\n'
+            '  h: {backend: v2, site: {mode: upstream, url: "http://v2:3010"}}\n')
     with pytest.raises(ConfigError) as info:
         load_config_text(text, "routing.yaml")
     refused = [str(i) for i in info.value.issues]
     host_rule = "the host must be an IP address or a DNS name (letters, digits, '-' and '.')"
-    assert [line.split(": ", 2)[1] for line in refused] == ["upstreams.v1.url", "upstreams.v2.url", "tenants.d.site.url"]
+    assert [line.split(": ", 2)[1] for line in refused] == ["upstreams.v1.url", "upstreams.v2.url", "tenants.d.site.url",
+                                                            "tenants.g.site.url"]
     assert all(line.endswith(host_rule) for line in refused), refused

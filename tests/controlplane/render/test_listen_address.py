@@ -38,3 +38,18 @@ def test_an_address_on_a_generated_port_is_named_and_nothing_else() -> None:
 def test_without_generated_blocks_on_that_port_nothing_is_said() -> None:
     assert address_listens(DUMP.replace("listen 80;\n    listen [::]:80;", "listen 8443;"),
                            "/etc/nginx/dualstack") == []
+
+
+def test_a_listen_split_across_lines_or_quoted_is_read_as_nginx_reads_it() -> None:
+    dump = DUMP.replace("    server { listen [::1]:80; server_name six.example; }\n",
+                        "    server {\n        listen\n            127.0.0.2:80;\n        server_name split.example; }\n"
+                        '    server { listen "127.0.0.1:8080"; listen "80"; listen [::0]:80; listen [0:0:0:0:0:0:0:0]:80; }\n')
+    found = address_listens(dump, "/etc/nginx/dualstack")
+    assert [line.split("`")[1] for line in found] == ["listen 127.0.0.1:80", "listen 127.0.0.2:80"]
+
+
+def test_a_folder_beside_the_generated_one_is_ops_own() -> None:
+    dump = DUMP.replace("# configuration file /etc/nginx/nginx.conf:\n", "# configuration file /etc/nginx/nginx.conf:\n"
+                        "# configuration file /etc/nginx/dualstack.bak/old.conf:\nserver { listen 127.0.0.9:80; }\n")
+    found = address_listens(dump, "/etc/nginx/dualstack")
+    assert any("/etc/nginx/dualstack.bak/old.conf: `listen 127.0.0.9:80`" in line for line in found)
