@@ -30,6 +30,7 @@ import re
 import sys
 import uuid
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -319,10 +320,10 @@ def main(argv: list[str] | None = None) -> int:
     ns = parser.parse_args(argv)
     address = parse_listen(ns.listen)
     keys = list(ns.server_key)
-    if ns.server_keys_file:
-        with open(ns.server_keys_file, encoding="utf-8") as lines:
-            keys += [line.split("=", 1)[1].strip() for line in lines
-                     if "=" in line and not line.lstrip().startswith("#")]
+    if ns.server_keys_file:  # read as the router reads it: the same file, the same rules (0600, bounded)
+        from proxy.router.notification_keys import parse_keys_file
+
+        keys += [key.reveal() for key in parse_keys_file(Path(ns.server_keys_file)).values()]
     fake = FakeMidtrans(keys, public_url=address.url,
                         default_notification_url=ns.default_notification_url)
     web.run_app(fake.app(), host=address.host, port=address.port, access_log=None, print=None)

@@ -159,17 +159,15 @@ class PostgresStore:
             except psycopg.ProgrammingError:
                 return "postgresql://..."
             return make_conninfo("", **{**info, **{key: "PASSWORD" for key in _SECRET_PARAMETERS if info.get(key)}})
-        parts = urlsplit(self.url)
-        # A password may ride in the query too (?password=, ?sslpassword=): masked there as well.
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        in_query = any(key in _SECRET_PARAMETERS for key, _ in query)
-        if parts.password is None and not in_query:
+        if not self.carries_password:
             return self.url
+        parts = urlsplit(self.url)
         netloc = parts.netloc
         if parts.password is not None:
             netloc = f"{parts.username or ''}:PASSWORD@{netloc.rpartition('@')[2]}"
-        masked = urlencode([(key, "PASSWORD" if key in _SECRET_PARAMETERS else value) for key, value in query],
-                           quote_via=quote) if in_query else parts.query
+        # A password may ride in the query too (?password=, ?sslpassword=): masked there as well.
+        masked = urlencode([(key, "PASSWORD" if key in _SECRET_PARAMETERS else value)
+                            for key, value in parse_qsl(parts.query, keep_blank_values=True)], quote_via=quote)
         # Put together by hand: urlunsplit drops the `//` of an empty host (postgresql:///db?host=/run/...).
         return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{masked}" if masked else "") + (
             f"#{parts.fragment}" if parts.fragment else "")

@@ -14,7 +14,8 @@ import os
 import re
 from typing import Final
 
-_FILE_HEAD: Final = "# configuration file "  # how `nginx -T` heads each file it read: "# configuration file PATH:"
+from controlplane.render.nginx_dump import files_read
+
 _STATEMENT_END: Final = re.compile(r"[;{}]")
 
 
@@ -43,18 +44,6 @@ def _address_and_port(target: str) -> tuple[str, int] | None:
     return address, int(port) if port.isdigit() else 80
 
 
-def _files(dump: str) -> dict[str, str]:
-    """Each file `nginx -T` printed, its text without comments."""
-    files: dict[str, list[str]] = {}
-    lines: list[str] = []
-    for line in dump.splitlines():
-        if line.startswith(_FILE_HEAD) and line.endswith(":"):
-            lines = files.setdefault(line[len(_FILE_HEAD):-1], [])
-            continue
-        lines.append(line.partition("#")[0])  # a comment is no directive
-    return {path: "\n".join(text) for path, text in files.items()}
-
-
 def _listens(text: str) -> list[str]:
     """The first argument of every `listen` directive, however it is split across lines or quoted."""
     out = []
@@ -71,7 +60,8 @@ def address_listens(dump: str, directory: str) -> list[str]:
     generated_ports: set[int] = set()
     own: list[tuple[str, str, str, int]] = []  # (file, target, address, port)
     root = os.path.realpath(directory)
-    for path, text in _files(dump).items():
+    for path, lines in files_read(dump).items():
+        text = "\n".join(line.partition("#")[0] for line in lines)  # a comment is no directive
         generated = os.path.realpath(path).startswith(root + os.sep)
         for target in _listens(text):
             if (parsed := _address_and_port(target)) is None:

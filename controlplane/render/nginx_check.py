@@ -22,6 +22,7 @@ from controlplane.config.model import RoutingConfig
 from controlplane.errors import EnvironmentProblem
 from controlplane.render.listen_address import address_listens
 from controlplane.render.nginx import Rendering, render_in
+from controlplane.render.nginx_dump import files_read
 
 
 class NginxFailure(Exception):
@@ -86,7 +87,6 @@ def run_nginx_test(args: Sequence[str], *, dump: bool = False, within: Sequence[
 # live release, then nginx runs there: it reads the candidate wherever the config names DIR.
 _MOUNT_FAILED: Final = 97
 _MOUNTED: Final = f'mount --bind "$1" "$2" || exit {_MOUNT_FAILED}; shift 2; exec "$@"'
-_READ_FILE: Final = "# configuration file "  # how `nginx -T` heads each file it read: "# configuration file PATH:"
 
 
 def in_place_available() -> bool:
@@ -120,8 +120,7 @@ def judge_main_config(main_config: Path | None, directory: Path, candidate: Path
     args = ["-q", "-c", str(main_config)] if main_config is not None else ["-q"]
     within = _with_candidate_at(directory, candidate) if candidate is not None else []
     dump = run_nginx_test(args, dump=True, within=within)
-    read = [line[len(_READ_FILE):-1] for line in dump.splitlines()
-            if line.startswith(_READ_FILE) and line.endswith(":")]
+    read = list(files_read(dump))
     live = os.path.realpath(directory)
     if not any(Path(path).name == "http.conf" and os.path.realpath(Path(path).parent) == live for path in read):
         raise NginxFailure(f"{main_config or 'the default nginx config'} does not include {directory}/http.conf, so "

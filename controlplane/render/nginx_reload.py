@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Final
 
 from controlplane.render.nginx_check import NginxFailure, nginx_binary
+from controlplane.render.nginx_dump import files_read
 
-_READ_FILE: Final = "# configuration file "
 _PID_DIRECTIVE: Final = re.compile(r"""\s*pid\s+("[^"]*"|'[^']*'|[^\s;]+)\s*;.*""")  # the whole line
 _NGINX_DEFAULT_PID: Final = "logs/nginx.pid"  # nginx's own default when built without --pid-path
 MASTER_TITLE: Final = b"nginx: master process"  # how nginx's master names itself in /proc/PID/cmdline
@@ -26,9 +26,7 @@ MASTER_TITLE: Final = b"nginx: master process"  # how nginx's master names itsel
 def pid_file_in(dump: str) -> str | None:
     """The `pid` directive of the main config in an `nginx -T` dump (the first file in it), outside
     any block: `pid` is allowed nowhere else. None when the main config does not set it."""
-    lines = dump.splitlines()
-    heads = [i for i, line in enumerate(lines) if line.startswith(_READ_FILE) and line.endswith(":")]
-    main = lines[heads[0] + 1:heads[1] if len(heads) > 1 else len(lines)] if heads else []
+    main = next(iter(files_read(dump).values()), [])
     depth = 0
     for raw in main:
         line = raw.split("#", 1)[0]

@@ -106,7 +106,7 @@ def answer_skip_reason(primary_status: int, endpoint: str, path: str) -> str | N
         return "primary_not_modified"
     if 200 <= primary_status < 300:
         return None
-    if endpoint.endswith(" other") or endpoint == "other":
+    if endpoint.endswith(" other"):
         return "unknown_route"
     if (read := _STATUS_READ.fullmatch(path)) and not ORDER_ID_RE.fullmatch(read.group(1)):
         return "not_an_order_id"
@@ -175,7 +175,7 @@ class Mirror:
         if template in known or len(known) < MAX_ENDPOINTS_PER_TENANT:
             known.add(template)
             return template
-        return "other"
+        return template.partition(" ")[0] + " other"
 
     def _channel(self, spec: UpstreamSpec) -> ShadowChannel:
         channel = self._channels.get(spec)

@@ -54,6 +54,7 @@ class PooledConnection(StatusReadConnection):
 Pool = LifoConnectionPool[PooledConnection]
 
 _NEGATIVE_CACHE_SIZE: Final = 4096
+_DRY_STATUS_READ: Final = f"SELECT {COLUMNS_SQL} FROM order_status(%s, %s, %s)"  # the status read, psycopg's way
 
 # What an unreachable or exhausted payments database raises: answered 503 (retry), never a 500.
 DATABASE_DOWN: Final = (psycopg.OperationalError, PoolTimeout)
@@ -141,8 +142,7 @@ class PaymentsDB:
         customer_name, email, has_snap, recent: created under `recent_s` ago), or None when this
         tenant has no such order."""
         if dry_run.get() is not None:  # the dry run's connection is inside its transaction: psycopg's way
-            return await self._one_statement(f"SELECT {COLUMNS_SQL} FROM order_status(%s, %s, %s)",
-                                             (tenant_id, order_id, recent_s))
+            return await self._one_statement(_DRY_STATUS_READ, (tenant_id, order_id, recent_s))
         conn = await self.pool.getconn()
         try:
             return await read_order_status(conn, tenant_id, order_id, recent_s)
